@@ -1,0 +1,69 @@
+//! `cargo xtask build-rom`: the main job.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use xshell::Shell;
+use xtask::{
+    emit, nic,
+    pipeline::{self, Request, RuntimeChoice},
+};
+
+use crate::Ctx;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// NICs to build for: vmxnet3, e1000, e1000e, vlance, or all (vmxnet3, e1000, e1000e)
+    #[arg(long, required = true, value_delimiter = ',')]
+    nic: Vec<String>,
+    /// Profile name in configs/, or a path to a profile .toml
+    #[arg(long, default_value = "vmware")]
+    profile: String,
+    /// Output directory, replaced whole [default: roms/<profile>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = RuntimeChoice::Auto)]
+    runtime: RuntimeChoice,
+    /// Build .mrom images for the NICs that have them (e1000, e1000e), as VMware's howto does
+    #[arg(long)]
+    mrom: bool,
+    /// Base image for the builder container instead of the Dockerfile's pinned one
+    #[arg(long, env = "VSPHERE_IPXE_ROM_BASE_IMAGE", value_name = "IMAGE")]
+    base_image: Option<String>,
+    /// Parallel make jobs [default: number of cores]
+    #[arg(long, short)]
+    jobs: Option<usize>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
+    let sh = Shell::new()?;
+    let nics = nic::select(&args.nic)?;
+    let req = Request {
+        project: ctx.project.clone(),
+        cache: ctx.cache.clone(),
+        profile: args.profile,
+        nics,
+        mrom: args.mrom,
+        runtime: args.runtime,
+        base_image: args.base_image,
+        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let outcome = pipeline::build(&sh, &req)?;
+    let out = args.out.unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));
+    emit::write(&out, &outcome.files(), &outcome.manifest)?;
+    println!("{:<14} {:<8} {:>7} {:>7} {:>8}  sha256", "rom", "nic", "size", "limit", "headroom");
+    for rom in &outcome.roms {
+        let r = &rom.report;
+        println!(
+            "{:<14} {:<8} {:>7} {:>7} {:>8}  {}",
+            rom.file_name,
+            rom.nic.name,
+            r.size,
+            r.limit,
+            r.headroom(),
+            outcome.manifest.roms[&rom.file_name].sha256
+        );
+    }
+    println!("wrote {} ({} runtime, profile {})", out.display(), outcome.runtime.name(), outcome.manifest.profile.name);
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Stage 3: the build tree (pinned source + patches + rendered config) and one `make` run,
+//! natively or in a container, with everything that decides the bytes set in one place.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{cache::Cache, patch, source::Source, util};
+
+/// Where the build tree's `src/` appears inside the container; the prefix map hides it.
+const CONTAINER_SRC: &str = "/build/src";
+/// The cross prefix the container image guarantees on every host architecture.
+pub const CROSS: &str = "x86_64-linux-gnu-";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    Native { cross: Option<String> },
+    Container(Container),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// `docker` or `podman`.
+    pub engine: String,
+    pub image: String,
+    pub image_id: String,
+}
+
+impl Runtime {
+    pub fn name(&self) -> &str {
+        match self {
+            Runtime::Native { .. } => "native",
+            Runtime::Container(c) => &c.engine,
+        }
+    }
+}
+
+/// A copy of the pinned tree with patches applied, kept between builds so that make only
+/// recompiles what a change touches. Locked while in use.
+pub struct BuildTree {
+    pub root: PathBuf,
+    _lock: crate::cache::Lock,
+}
+
+impl BuildTree {
+    pub fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+}
+
+/// Finds or makes the build tree for this source, patch series and profile.
+pub fn prepare_tree(sh: &Shell, cache: &Cache, source: &Source, patches: &[PathBuf], profile: &str) -> Result<BuildTree> {
+    let mut key = format!("{}\n{profile}\n", source.pin.tree_digest);
+    for p in patches {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        key.push_str(&format!("{name} {}\n", util::sha256_file(p)?));
+    }
+    let key = util::sha256_hex(key.as_bytes());
+    let lock = cache.lock(&format!("build-{}", &key[..16]))?;
+    let root = cache.area("build")?.join(&key[..32]);
+    if !root.join("src/Makefile").is_file() {
+        let scratch = cache.scratch("build")?;
+        let tree = scratch.path().join("tree");
+        let from = &source.tree;
+        cmd!(sh, "cp -a {from} {tree}").quiet().run().context("cannot copy the iPXE tree")?;
+        for p in patches {
+            patch::apply(p, &tree)?;
+        }
+        if root.exists() {
+            fs::remove_dir_all(&root)?;
+        }
+        fs::rename(&tree, &root).with_context(|| format!("cannot move the build tree to {}", root.display()))?;
+    }
+    Ok(BuildTree { root, _lock: lock })
+}
+
+/// Files a profile compiles in, copied into the tree under fixed names so their paths are the
+/// same for every runtime and every machine.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub embed: Option<PathBuf>,
+    pub trust: Vec<PathBuf>,
+    pub certs: Vec<PathBuf>,
+}
+
+/// Everything `make` is told.
+#[derive(Debug, Clone)]
+pub struct MakeJob {
+    pub targets: Vec<String>,
+    pub commit: String,
+    pub source_date_epoch: u64,
+    pub jobs: usize,
+    pub inputs: Inputs,
+}
+
+const INPUT_DIR: &str = "vsphere-ipxe-rom";
+
+/// Copies the profile's files in (rewriting only changed ones) and returns make variables for them.
+fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
+    let dir = src.join(INPUT_DIR);
+    fs::create_dir_all(&dir)?;
+    let mut vars = Vec::new();
+    let put = |file: &Path, name: String| -> Result<String> {
+        let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        util::write_if_changed(&dir.join(&name), &bytes)?;
+        Ok(format!("{INPUT_DIR}/{name}"))
+    };
+    if let Some(e) = &inputs.embed {
+        vars.push(format!("EMBED={}", put(e, "embed.ipxe".into())?));
+    }
+    let trust = inputs.trust.iter().enumerate().map(|(i, f)| put(f, format!("trust-{i}.pem"))).collect::<Result<Vec<_>>>()?;
+    if !trust.is_empty() {
+        vars.push(format!("TRUST={}", trust.join(",")));
+    }
+    let certs = inputs.certs.iter().enumerate().map(|(i, f)| put(f, format!("cert-{i}.pem"))).collect::<Result<Vec<_>>>()?;
+    if !certs.is_empty() {
+        vars.push(format!("CERT={}", certs.join(",")));
+    }
+    Ok(vars)
+}
+
+/// Runs make once for every target. Returns the combined output.
+pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> Result<String> {
+    let src = tree.src();
+    let mut vars = stage_inputs(&src, &job.inputs)?;
+    let src_in_build = match runtime {
+        Runtime::Native { .. } => src.to_str().context("the cache path is not UTF-8")?.to_string(),
+        Runtime::Container(_) => CONTAINER_SRC.to_string(),
+    };
+    vars.push(format!("GITVERSION={}", job.commit));
+    vars.push(format!("EXTRA_CFLAGS=-ffile-prefix-map={src_in_build}=."));
+    let cross = match runtime {
+        Runtime::Native { cross } => cross.clone(),
+        Runtime::Container(_) => Some(CROSS.to_string()),
+    };
+    if let Some(c) = cross {
+        vars.push(format!("CROSS={c}"));
+    }
+    let mut args = vec![format!("-j{}", job.jobs)];
+    args.extend(vars);
+    args.extend(job.targets.iter().cloned());
+    let epoch = job.source_date_epoch.to_string();
+
+    let _d = sh.push_dir(&src);
+    let _env = [
+        sh.push_env("SOURCE_DATE_EPOCH", &epoch),
+        sh.push_env("TZ", "UTC"),
+        sh.push_env("LC_ALL", "C"),
+    ];
+    let command = match runtime {
+        Runtime::Native { .. } => cmd!(sh, "make {args...}"),
+        Runtime::Container(c) => {
+            let engine = &c.engine;
+            let image = &c.image;
+            let mount = format!("{}:/build", tree.root.display());
+            let user = container_user(sh)?;
+            let mut opts = vec![
+                "--rm".to_string(),
+                "--network=none".into(),
+                "--read-only".into(),
+                "--tmpfs=/tmp:exec".into(),
+                format!("--user={user}"),
+                format!("--volume={mount}"),
+                format!("--workdir={CONTAINER_SRC}"),
+                format!("--env=SOURCE_DATE_EPOCH={epoch}"),
+                "--env=TZ=UTC".into(),
+                "--env=LC_ALL=C".into(),
+                "--env=HOME=/tmp".into(),
+            ];
+            if engine == "podman" {
+                opts.push("--userns=keep-id".into());
+            }
+            cmd!(sh, "{engine} run {opts...} {image} make {args...}")
+        }
+    };
+    let shown = format!("{command}");
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("building {} ({})", job.targets.join(" "), runtime.name()));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let output = command.quiet().ignore_status().output();
+    spinner.finish_and_clear();
+    let output = output.with_context(|| format!("cannot run {shown}"))?;
+    let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&output.stderr));
+    fs::write(tree.root.join("build.log"), &log)?;
+    if !output.status.success() {
+        let tail: Vec<&str> = log.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!(
+            "make failed ({}):\n  {shown}\nlast lines (whole log in {}):\n{}",
+            output.status,
+            tree.root.join("build.log").display(),
+            tail.join("\n")
+        );
+    }
+    Ok(log)
+}
+
+/// The host's uid:gid, so files the container writes stay the user's.
+fn container_user(sh: &Shell) -> Result<String> {
+    let uid = cmd!(sh, "id -u").quiet().read()?;
+    let gid = cmd!(sh, "id -g").quiet().read()?;
+    Ok(format!("{uid}:{gid}"))
+}
+
+/// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain
+/// compiler on an x86-64 host.
+pub fn native_cross(sh: &Shell) -> Result<Option<String>> {
+    if which(sh, &format!("{CROSS}gcc")) {
+        return Ok(Some(CROSS.to_string()));
+    }
+    if std::env::consts::ARCH == "x86_64" && which(sh, "gcc") {
+        return Ok(None);
+    }
+    bail!(
+        "a native build needs {CROSS}gcc (Debian: apt-get install gcc-x86-64-linux-gnu binutils-x86-64-linux-gnu), \
+         or use --runtime docker"
+    )
+}
+
+pub fn which(sh: &Shell, program: &str) -> bool {
+    cmd!(sh, "which {program}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+}
+
+/// Versions of what compiles the ROM, asked of the runtime that does.
+pub fn toolchain(sh: &Shell, runtime: &Runtime) -> Result<Vec<(String, String)>> {
+    let cross = match runtime {
+        Runtime::Native { cross } => cross.clone().unwrap_or_default(),
+        Runtime::Container(_) => CROSS.to_string(),
+    };
+    let mut out = Vec::new();
+    for (name, tool) in [("gcc", format!("{cross}gcc")), ("ld", format!("{cross}ld")), ("make", "make".into())] {
+        let line = match runtime {
+            Runtime::Native { .. } => cmd!(sh, "{tool} --version").quiet().read(),
+            Runtime::Container(c) => {
+                let (engine, image) = (&c.engine, &c.image);
+                cmd!(sh, "{engine} run --rm --network=none {image} {tool} --version").quiet().read()
+            }
+        }
+        .with_context(|| format!("cannot ask {tool} for its version"))?;
+        out.push((name.to_string(), line.lines().next().unwrap_or_default().to_string()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,212 @@
+//! Stage 5: checked ROMs to `--out`, with `SHA256SUMS` and `manifest.json`, all or nothing.
+//!
+//! Everything is written into a staging directory beside `--out` and swapped in with two
+//! renames, so a build that stops part-way leaves the previous outputs as they were.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::util;
+
+pub const SUMS: &str = "SHA256SUMS";
+pub const MANIFEST: &str = "manifest.json";
+
+/// What decided the bytes and what came out. Sorted maps and no clock readings, so identical
+/// inputs give an identical file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub source: SourceInfo,
+    pub profile: ProfileInfo,
+    pub patches: Vec<FileDigest>,
+    pub toolchain: BTreeMap<String, String>,
+    pub runtime: RuntimeInfo,
+    pub roms: BTreeMap<String, RomInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub version: String,
+    pub commit: String,
+    pub tree_digest: String,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub name: String,
+    /// SHA-256 of the profile file.
+    pub sha256: String,
+    /// SHA-256 over the rendered `config/local/*.h` (see `RenderedConfig::sha256`).
+    pub config_sha256: String,
+    /// Embedded script, trusted roots and certificates, by role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<FileDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RomInfo {
+    pub nic: String,
+    pub pci_id: String,
+    pub size: u64,
+    pub limit: u64,
+    pub headroom: i64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
+        s.push('\n');
+        s
+    }
+
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
+    }
+}
+
+/// `sha256sum -c` format: `<hex> *<name>`, sorted by name, one trailing newline.
+pub fn sums_file(roms: &BTreeMap<String, Vec<u8>>) -> String {
+    roms.iter().map(|(name, bytes)| format!("{} *{name}\n", util::sha256_hex(bytes))).collect()
+}
+
+/// Replaces `out` with exactly these ROMs, their sums and the manifest.
+pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) -> Result<()> {
+    refuse_foreign_files(out)?;
+    let parent = parent_of(out);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&parent)?;
+    for (name, bytes) in roms {
+        fs::write(staging.path().join(name), bytes)?;
+    }
+    fs::write(staging.path().join(SUMS), sums_file(roms))?;
+    fs::write(staging.path().join(MANIFEST), manifest.to_json())?;
+    for item in fs::read_dir(staging.path())? {
+        fs::File::open(item?.path())?.sync_all()?;
+    }
+    let staged = staging.keep();
+    let old = parent.join(format!(".old-{}", std::process::id()));
+    if out.exists() {
+        fs::rename(out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
+    }
+    if let Err(e) = fs::rename(&staged, out) {
+        let _ = fs::rename(&old, out);
+        return Err(e).with_context(|| format!("cannot move the new outputs to {}", out.display()));
+    }
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `--out` is ours to replace only if it holds nothing but what this tool writes.
+fn refuse_foreign_files(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        bail!("--out {} is a file; pass a directory", out.display());
+    }
+    let mut foreign = Vec::new();
+    for item in fs::read_dir(out)? {
+        let name = item?.file_name().to_string_lossy().into_owned();
+        let ours = name == SUMS || name == MANIFEST || name.ends_with(".rom") || name.ends_with(".mrom");
+        if !ours {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        bail!(
+            "refusing to replace {}: it holds files this tool did not write ({}); pass an empty or new --out",
+            out.display(),
+            foreign.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            tool: "t".into(),
+            source: SourceInfo { version: "v".into(), commit: "c".into(), tree_digest: "d".into(), source_date_epoch: 1 },
+            profile: ProfileInfo { name: "p".into(), sha256: "s".into(), config_sha256: "c".into(), inputs: vec![] },
+            patches: vec![],
+            toolchain: BTreeMap::new(),
+            runtime: RuntimeInfo { kind: "native".into(), image: None },
+            roms: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn sums_are_sorted_with_one_trailing_newline() {
+        let mut roms = BTreeMap::new();
+        roms.insert("b.rom".to_string(), b"b".to_vec());
+        roms.insert("a.rom".to_string(), b"a".to_vec());
+        let s = sums_file(&roms);
+        assert!(s.starts_with(&format!("{} *a.rom\n", util::sha256_hex(b"a"))), "{s}");
+        assert!(s.ends_with(" *b.rom\n") && !s.ends_with("\n\n"));
+    }
+
+    #[test]
+    fn replaces_outputs_whole_and_refuses_foreign_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("roms/vmware");
+        let mut roms = BTreeMap::new();
+        roms.insert("15ad07b0.rom".to_string(), vec![1, 2, 3]);
+        write(&out, &roms, &manifest()).unwrap();
+        let mut roms2 = BTreeMap::new();
+        roms2.insert("8086100f.rom".to_string(), vec![4]);
+        write(&out, &roms2, &manifest()).unwrap();
+        let mut names: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["8086100f.rom", "SHA256SUMS", "manifest.json"]);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("roms")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+        fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = write(&out, &roms, &manifest()).unwrap_err().to_string();
+        assert!(err.contains("holds files this tool did not write (notes.txt)"), "{err}");
+        assert!(out.join("8086100f.rom").exists());
+    }
+
+    #[test]
+    fn manifest_round_trips_and_is_stable() {
+        let m = manifest();
+        let json = m.to_json();
+        assert_eq!(json, manifest().to_json());
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("m.json"), &json).unwrap();
+        assert_eq!(Manifest::load(&dir.path().join("m.json")).unwrap(), m);
+    }
+}

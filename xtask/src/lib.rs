@@ -1,0 +1,20 @@
+//! vsphere-ipxe-rom: reproducible iPXE option ROMs for VMware vSphere VMs.
+//!
+//! One module per pipeline stage: `source` (pinned tree) → `profile` + `patch` (what to build)
+//! → `compile` (make, natively or in a container) → `romcheck` → `emit`. `pipeline` runs them.
+
+pub mod archive;
+pub mod cache;
+pub mod compile;
+pub mod container;
+pub mod digest;
+pub mod emit;
+pub mod nic;
+pub mod patch;
+pub mod pin;
+pub mod pipeline;
+pub mod profile;
+pub mod project;
+pub mod romcheck;
+pub mod source;
+pub mod util;

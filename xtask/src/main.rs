@@ -1,0 +1,57 @@
+//! `cargo xtask <command>`: parses flags and calls the command's `run`.
+
+mod build_rom;
+mod fetch;
+mod inspect;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use xtask::{cache::Cache, project::Project};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Reproducible iPXE option ROMs for VMware vSphere VMs", version)]
+struct Cli {
+    /// Project directory holding configs/, ipxe-patches/ and roms/ [default: this checkout]
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<PathBuf>,
+    /// Cache for source and build trees [env: VSPHERE_IPXE_ROM_CACHE; default: XDG cache dir]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download (or import) the pinned iPXE source, verify it and cache it
+    Fetch(fetch::Args),
+    /// Build, check and emit option ROMs for the chosen NICs
+    BuildRom(build_rom::Args),
+    /// Parse any PCI option ROM and check it against its NIC's limit
+    Inspect(inspect::Args),
+}
+
+pub struct Ctx {
+    pub project: Project,
+    pub cache: Cache,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let run = || -> anyhow::Result<()> {
+        let ctx = Ctx { project: Project::locate(cli.project.as_deref()), cache: Cache::locate(cli.cache_dir.as_deref())? };
+        match cli.command {
+            Command::Fetch(args) => fetch::run(&ctx, args),
+            Command::BuildRom(args) => build_rom::run(&ctx, args),
+            Command::Inspect(args) => inspect::run(args),
+        }
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Small helpers the stages share.
+
+use std::{
+    fs,
+    io::{self, Read, Write},
+    path::Path,
+};
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut HashWriter(&mut hasher))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Feeds everything written into a hasher, so a copy can hash as it goes.
+pub struct HashWriter<'a>(pub &'a mut Sha256);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a TOML file into `T`; errors name the file, line and column.
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_toml(&text).map_err(|e| anyhow::anyhow!("cannot read {}:{e}", path.display()))
+}
+
+/// Parses TOML; the error starts with `line:column: ` so callers can prefix a file name.
+pub fn parse_toml<T: DeserializeOwned>(text: &str) -> std::result::Result<T, String> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = match e.span() {
+            Some(span) => line_col(text, span.start),
+            None => (1, 1),
+        };
+        format!("{line}:{col}: {}", e.message().trim_end())
+    })
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Writes a file only when its content differs, so make's timestamps stay put
+/// and unchanged inputs do not trigger rebuilds.
+pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
+    if fs::read(path).ok().as_deref() == Some(content) {
+        return Ok(false);
+    }
+    fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
+}
+
+pub fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
+    let file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        name: String,
+    }
+
+    #[test]
+    fn toml_errors_carry_line_and_column() {
+        let err = parse_toml::<T>("name = \"x\"\ndefnes = 1\n").unwrap_err();
+        assert!(err.starts_with("2:1: unknown field `defnes`"), "{err}");
+        let err = parse_toml::<T>("name = [\n").unwrap_err();
+        assert!(err.starts_with("1:") || err.starts_with("2:"), "{err}");
+    }
+
+    #[test]
+    fn sha256_of_empty_input() {
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+}
