@@ -32,6 +32,14 @@ pub struct Container {
 }
 
 impl Runtime {
+    /// What distinguishes one runtime's objects from another's.
+    pub fn identity(&self) -> String {
+        match self {
+            Runtime::Native { cross } => format!("native {}", cross.as_deref().unwrap_or("")),
+            Runtime::Container(c) => format!("{} {}", c.engine, c.image_id),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             Runtime::Native { .. } => "native",
@@ -53,9 +61,18 @@ impl BuildTree {
     }
 }
 
-/// Finds or makes the build tree for this source, patch series and profile.
-pub fn prepare_tree(sh: &Shell, cache: &Cache, source: &Source, patches: &[PathBuf], profile: &str) -> Result<BuildTree> {
-    let mut key = format!("{}\n{profile}\n", source.pin.tree_digest);
+/// Finds or makes the build tree for this source, patch series, profile and runtime. The
+/// runtime is part of the key because make does not notice changed flags or compilers: objects
+/// from one toolchain must never be linked by another.
+pub fn prepare_tree(
+    sh: &Shell,
+    cache: &Cache,
+    source: &Source,
+    patches: &[PathBuf],
+    profile: &str,
+    runtime: &Runtime,
+) -> Result<BuildTree> {
+    let mut key = format!("{}\n{profile}\n{}\n", source.pin.tree_digest, runtime.identity());
     for p in patches {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         key.push_str(&format!("{name} {}\n", util::sha256_file(p)?));
@@ -158,7 +175,7 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
             let engine = &c.engine;
             let image = &c.image;
             let mount = format!("{}:/build", tree.root.display());
-            let user = container_user(sh)?;
+            let user = container_user(sh, &tree.root)?;
             let mut opts = vec![
                 "--rm".to_string(),
                 "--network=none".into(),
@@ -200,11 +217,23 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     Ok(log)
 }
 
-/// The host's uid:gid, so files the container writes stay the user's.
-fn container_user(sh: &Shell) -> Result<String> {
-    let uid = cmd!(sh, "id -u").quiet().read()?;
-    let gid = cmd!(sh, "id -g").quiet().read()?;
-    Ok(format!("{uid}:{gid}"))
+/// The image's unprivileged user, for when the host user is root.
+const BUILDER_UID: u32 = 10001;
+
+/// The host's uid:gid, so the files the container writes stay the user's; never root: a root
+/// host hands the tree to the image's unprivileged `builder` user instead.
+fn container_user(sh: &Shell, tree: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid: u32 = cmd!(sh, "id -u").quiet().read()?.trim().parse()?;
+    let gid: u32 = cmd!(sh, "id -g").quiet().read()?.trim().parse()?;
+    if uid != 0 {
+        return Ok(format!("{uid}:{gid}"));
+    }
+    if fs::metadata(tree)?.uid() != BUILDER_UID {
+        let owner = format!("{BUILDER_UID}:{BUILDER_UID}");
+        cmd!(sh, "chown -R {owner} {tree}").quiet().run()?;
+    }
+    Ok(format!("{BUILDER_UID}:{BUILDER_UID}"))
 }
 
 /// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain

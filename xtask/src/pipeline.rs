@@ -104,7 +104,7 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     }
     let (source, _) = source::ensure(&pin, &req.cache)?;
     let runtime = resolve_runtime(sh, req)?;
-    let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name)?;
+    let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name, &runtime)?;
     let config = profile.render(&profile::overridable_headers(&tree.src())?)?;
     config.write(&tree.src())?;
 

@@ -1,0 +1,20 @@
+# Test fixture: an iPXE-shaped Makefile. It takes the variables the tool passes to real iPXE and,
+# like real iPXE, leaks the build directory and the clock into the ROM unless it is given
+# -ffile-prefix-map=<src>=. and SOURCE_DATE_EPOCH.
+HOST_CC		:= gcc
+CONFIG_HEADERS	:= $(wildcard config/*.h)
+CONFIG_LOCAL	:= $(patsubst config/%,config/local/%,$(CONFIG_HEADERS))
+SRCDIR		:= $(if $(findstring -ffile-prefix-map=$(CURDIR)=.,$(EXTRA_CFLAGS)),.,$(CURDIR))
+STAMP		:= $(if $(SOURCE_DATE_EPOCH),$(SOURCE_DATE_EPOCH),$(shell date +%s%N))
+BLOCKS		= $(lastword 32 $(shell sed -n 's/^\#define FAKE_ROM_BLOCKS //p' $(CONFIG_HEADERS) $(CONFIG_LOCAL)))
+
+$(CONFIG_LOCAL) :
+	touch $@
+
+util/mkrom : util/mkrom.c
+	$(HOST_CC) -O2 -o $@ $<
+
+bin/%.rom : util/mkrom $(CONFIG_LOCAL) core/main.c $(EMBED)
+	mkdir -p bin
+	{ echo "$(CROSS)gcc $(GITVERSION) $(STAMP) $(SRCDIR)"; cat $(CONFIG_LOCAL) core/main.c $(EMBED); } > $@.payload
+	./util/mkrom $* $(BLOCKS) $@.payload $@
