@@ -21,7 +21,8 @@ use crate::{
 /// and `git archive --prefix` make) is removed. Returns the tree digest of what was written.
 pub fn extract(archive: &Path, dest: &Path) -> Result<TreeDigest> {
     let head = util::read_prefix(archive, 512)?;
-    let file = fs::File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let file =
+        fs::File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
     let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
     } else if head.len() == 512 && &head[257..262] == b"ustar" {
@@ -66,9 +67,8 @@ fn extract_from(reader: impl Read, dest: &Path) -> Result<TreeDigest> {
         }
         let path = dest.join(&rel);
         match item.kind {
-            EntryType::Directory => {
-                fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?
-            }
+            EntryType::Directory => fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
             EntryType::Regular | EntryType::Continuous => {
                 if let Some(parent) = path.parent() {
                     fs::create_dir_all(parent)?;
@@ -82,17 +82,24 @@ fn extract_from(reader: impl Read, dest: &Path) -> Result<TreeDigest> {
                     .with_context(|| format!("cannot create {}", path.display()))?;
                 io::copy(&mut item.data.as_slice(), &mut out)?;
                 let kind = if exec { Kind::Exec } else { Kind::File };
-                entries.push(Entry { path: rel, kind, sha256: util::sha256_hex(&item.data) });
+                entries.push(Entry {
+                    path: rel,
+                    kind,
+                    sha256: util::sha256_hex(&item.data),
+                });
             }
             EntryType::Symlink => {
                 let target = item.link.unwrap_or_default();
                 if !link_stays_inside(parts, &target) {
-                    bail!("entry '{rel}' is a symlink to '{target}', which points outside the tree");
+                    bail!(
+                        "entry '{rel}' is a symlink to '{target}', which points outside the tree"
+                    );
                 }
                 if let Some(parent) = path.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                symlink(&target, &path).with_context(|| format!("cannot create {}", path.display()))?;
+                symlink(&target, &path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
                 entries.push(Entry {
                     path: rel.clone(),
                     kind: Kind::Symlink,
@@ -116,20 +123,31 @@ fn extract_from(reader: impl Read, dest: &Path) -> Result<TreeDigest> {
 fn read_all(reader: impl Read) -> Result<Vec<Item>> {
     let mut archive = tar::Archive::new(reader);
     let mut items = Vec::new();
-    for (index, entry) in archive.entries().context("cannot read the archive")?.enumerate() {
-        let mut entry =
-            entry.with_context(|| format!("the archive is truncated or corrupt at entry {}", index + 1))?;
+    for (index, entry) in archive
+        .entries()
+        .context("cannot read the archive")?
+        .enumerate()
+    {
+        let mut entry = entry.with_context(|| {
+            format!("the archive is truncated or corrupt at entry {}", index + 1)
+        })?;
         let kind = entry.header().entry_type();
         if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
             continue;
         }
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8(raw).map_err(|e| {
-            anyhow::anyhow!("entry '{}' has a name that is not UTF-8", String::from_utf8_lossy(e.as_bytes()))
+            anyhow::anyhow!(
+                "entry '{}' has a name that is not UTF-8",
+                String::from_utf8_lossy(e.as_bytes())
+            )
         })?;
         let parts = safe_parts(&name)?;
         let link = match entry.link_name_bytes() {
-            Some(l) => Some(String::from_utf8(l.into_owned()).with_context(|| format!("entry '{name}': link target is not UTF-8"))?),
+            Some(l) => Some(
+                String::from_utf8(l.into_owned())
+                    .with_context(|| format!("entry '{name}': link target is not UTF-8"))?,
+            ),
             None => None,
         };
         let mode = entry.header().mode().unwrap_or(0o644);
@@ -137,7 +155,13 @@ fn read_all(reader: impl Read) -> Result<Vec<Item>> {
         entry
             .read_to_end(&mut data)
             .with_context(|| format!("the archive is truncated or corrupt in entry '{name}'"))?;
-        items.push(Item { parts, kind, mode, link, data });
+        items.push(Item {
+            parts,
+            kind,
+            mode,
+            link,
+            data,
+        });
     }
     Ok(items)
 }
@@ -160,7 +184,9 @@ fn safe_parts(name: &str) -> Result<Vec<String>> {
 
 /// True when every entry sits below the same first directory.
 fn common_top_dir(items: &[Item]) -> bool {
-    let Some(first) = items.iter().find_map(|i| i.parts.first()) else { return false };
+    let Some(first) = items.iter().find_map(|i| i.parts.first()) else {
+        return false;
+    };
     items.iter().all(|i| match i.parts.as_slice() {
         [top] => top == first && i.kind == EntryType::Directory,
         [top, ..] => top == first,
@@ -234,8 +260,20 @@ mod tests {
         let raw = Raw::new()
             .add("ipxe-1/", EntryType::Directory, 0o755, "", b"")
             .file("ipxe-1/COPYING", "gpl")
-            .add("ipxe-1/src/util/x.pl", EntryType::Regular, 0o755, "", b"#!perl")
-            .add("ipxe-1/src/link", EntryType::Symlink, 0o777, "util/x.pl", b"");
+            .add(
+                "ipxe-1/src/util/x.pl",
+                EntryType::Regular,
+                0o755,
+                "",
+                b"#!perl",
+            )
+            .add(
+                "ipxe-1/src/link",
+                EntryType::Symlink,
+                0o777,
+                "util/x.pl",
+                b"",
+            );
         let (dir, res) = run(raw);
         let got = res.unwrap();
         assert!(dir.path().join("COPYING").is_file());
@@ -252,31 +290,61 @@ mod tests {
     #[test]
     fn refuses_escapes_and_special_files() {
         let cases = [
-            (Raw::new().file("/etc/passwd", "x"), "entry '/etc/passwd' has an absolute path"),
-            (Raw::new().file("a/../../x", "x"), "entry 'a/../../x' climbs out of the tree"),
             (
-                Raw::new().file("t/a", "").add("t/evil", EntryType::Symlink, 0o777, "../../etc", b""),
+                Raw::new().file("/etc/passwd", "x"),
+                "entry '/etc/passwd' has an absolute path",
+            ),
+            (
+                Raw::new().file("a/../../x", "x"),
+                "entry 'a/../../x' climbs out of the tree",
+            ),
+            (
+                Raw::new().file("t/a", "").add(
+                    "t/evil",
+                    EntryType::Symlink,
+                    0o777,
+                    "../../etc",
+                    b"",
+                ),
                 "entry 'evil' is a symlink to '../../etc', which points outside the tree",
             ),
             (
-                Raw::new().file("t/a", "").add("t/abs", EntryType::Symlink, 0o777, "/etc/passwd", b""),
+                Raw::new().file("t/a", "").add(
+                    "t/abs",
+                    EntryType::Symlink,
+                    0o777,
+                    "/etc/passwd",
+                    b"",
+                ),
                 "entry 'abs' is a symlink to '/etc/passwd'",
             ),
             (
-                Raw::new().file("t/a", "").add("t/dev", EntryType::Char, 0o644, "", b""),
+                Raw::new()
+                    .file("t/a", "")
+                    .add("t/dev", EntryType::Char, 0o644, "", b""),
                 "entry 'dev' is a device file",
             ),
             (
-                Raw::new().file("t/a", "").add("t/blk", EntryType::Block, 0o644, "", b""),
+                Raw::new()
+                    .file("t/a", "")
+                    .add("t/blk", EntryType::Block, 0o644, "", b""),
                 "entry 'blk' is a device file",
             ),
             (
-                Raw::new().file("t/a", "").add("t/h", EntryType::Link, 0o644, "t/a", b""),
+                Raw::new()
+                    .file("t/a", "")
+                    .add("t/h", EntryType::Link, 0o644, "t/a", b""),
                 "entry 'h' is a hard link",
             ),
-            (Raw::new().file("t/a", "1").file("t/a", "2"), "entry 'a' appears twice"),
             (
-                Raw::new().file("t/x", "").add("t/l", EntryType::Symlink, 0o777, "d", b"").file("t/l/f", ""),
+                Raw::new().file("t/a", "1").file("t/a", "2"),
+                "entry 'a' appears twice",
+            ),
+            (
+                Raw::new()
+                    .file("t/x", "")
+                    .add("t/l", EntryType::Symlink, 0o777, "d", b"")
+                    .file("t/l/f", ""),
                 "entry 'l/f' lies below a symlink",
             ),
             (Raw::new(), "the archive holds no files"),
@@ -290,7 +358,10 @@ mod tests {
     #[test]
     fn refuses_truncated_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
-        let bytes = Raw::new().file("t/a", &"x".repeat(5000)).file("t/b", "y").bytes();
+        let bytes = Raw::new()
+            .file("t/a", &"x".repeat(5000))
+            .file("t/b", "y")
+            .bytes();
         let cut = dir.path().join("cut.tar");
         fs::write(&cut, &bytes[..3000]).unwrap();
         let msg = format!("{:#}", extract(&cut, &dir.path().join("o1")).unwrap_err());

@@ -46,12 +46,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         mrom: args.mrom,
         runtime: args.runtime,
         base_image: args.base_image,
-        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        jobs: args
+            .jobs
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let outcome = pipeline::build(&sh, &req)?;
-    let out = args.out.unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));
+    let out = args
+        .out
+        .unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));
     emit::write(&out, &outcome.files(), &outcome.manifest)?;
-    println!("{:<14} {:<8} {:>7} {:>7} {:>8}  sha256", "rom", "nic", "size", "limit", "headroom");
+    println!(
+        "{:<14} {:<8} {:>7} {:>7} {:>8}  sha256",
+        "rom", "nic", "size", "limit", "headroom"
+    );
     for rom in &outcome.roms {
         let r = &rom.report;
         println!(
@@ -64,6 +71,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             outcome.manifest.roms[&rom.file_name].sha256
         );
     }
-    println!("wrote {} ({} runtime, profile {})", out.display(), outcome.runtime.name(), outcome.manifest.profile.name);
+    println!(
+        "wrote {} ({} runtime, profile {})",
+        out.display(),
+        outcome.runtime.name(),
+        outcome.manifest.profile.name
+    );
     Ok(())
 }

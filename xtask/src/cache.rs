@@ -53,7 +53,10 @@ impl Cache {
     pub fn area(&self, name: &str) -> Result<PathBuf> {
         let dir = self.root.join(name);
         fs::create_dir_all(&dir).with_context(|| {
-            format!("cannot create the cache directory {} (set --cache-dir or {CACHE_ENV})", dir.display())
+            format!(
+                "cannot create the cache directory {} (set --cache-dir or {CACHE_ENV})",
+                dir.display()
+            )
         })?;
         Ok(dir)
     }
@@ -61,7 +64,10 @@ impl Cache {
     /// A scratch directory on the same file system as `area`, so it can be renamed into it.
     pub fn scratch(&self, area: &str) -> Result<tempfile::TempDir> {
         let dir = self.area(area)?;
-        tempfile::Builder::new().prefix(".tmp-").tempdir_in(&dir).context("cannot create a scratch directory")
+        tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&dir)
+            .context("cannot create a scratch directory")
     }
 
     /// Takes an exclusive lock named `name`, waiting (and saying so) while another run holds it.
@@ -77,7 +83,8 @@ impl Cache {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 eprintln!("waiting for another run that holds {} ...", path.display());
-                file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
             }
             Err(fs::TryLockError::Error(e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()))
@@ -93,6 +100,8 @@ fn xdg_cache_home() -> Result<PathBuf> {
     }
     match env::var_os("HOME").filter(|v| !v.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".cache")),
-        None => anyhow::bail!("cannot find a cache directory: HOME is not set; pass --cache-dir or set {CACHE_ENV}"),
+        None => anyhow::bail!(
+            "cannot find a cache directory: HOME is not set; pass --cache-dir or set {CACHE_ENV}"
+        ),
     }
 }

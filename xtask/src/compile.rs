@@ -72,7 +72,11 @@ pub fn prepare_tree(
     profile: &str,
     runtime: &Runtime,
 ) -> Result<BuildTree> {
-    let mut key = format!("{}\n{profile}\n{}\n", source.pin.tree_digest, runtime.identity());
+    let mut key = format!(
+        "{}\n{profile}\n{}\n",
+        source.pin.tree_digest,
+        runtime.identity()
+    );
     for p in patches {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         key.push_str(&format!("{name} {}\n", util::sha256_file(p)?));
@@ -84,14 +88,18 @@ pub fn prepare_tree(
         let scratch = cache.scratch("build")?;
         let tree = scratch.path().join("tree");
         let from = &source.tree;
-        cmd!(sh, "cp -a {from} {tree}").quiet().run().context("cannot copy the iPXE tree")?;
+        cmd!(sh, "cp -a {from} {tree}")
+            .quiet()
+            .run()
+            .context("cannot copy the iPXE tree")?;
         for p in patches {
             patch::apply(p, &tree)?;
         }
         if root.exists() {
             fs::remove_dir_all(&root)?;
         }
-        fs::rename(&tree, &root).with_context(|| format!("cannot move the build tree to {}", root.display()))?;
+        fs::rename(&tree, &root)
+            .with_context(|| format!("cannot move the build tree to {}", root.display()))?;
     }
     Ok(BuildTree { root, _lock: lock })
 }
@@ -130,11 +138,21 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     if let Some(e) = &inputs.embed {
         vars.push(format!("EMBED={}", put(e, "embed.ipxe".into())?));
     }
-    let trust = inputs.trust.iter().enumerate().map(|(i, f)| put(f, format!("trust-{i}.pem"))).collect::<Result<Vec<_>>>()?;
+    let trust = inputs
+        .trust
+        .iter()
+        .enumerate()
+        .map(|(i, f)| put(f, format!("trust-{i}.pem")))
+        .collect::<Result<Vec<_>>>()?;
     if !trust.is_empty() {
         vars.push(format!("TRUST={}", trust.join(",")));
     }
-    let certs = inputs.certs.iter().enumerate().map(|(i, f)| put(f, format!("cert-{i}.pem"))).collect::<Result<Vec<_>>>()?;
+    let certs = inputs
+        .certs
+        .iter()
+        .enumerate()
+        .map(|(i, f)| put(f, format!("cert-{i}.pem")))
+        .collect::<Result<Vec<_>>>()?;
     if !certs.is_empty() {
         vars.push(format!("CERT={}", certs.join(",")));
     }
@@ -146,7 +164,10 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     let src = tree.src();
     let mut vars = stage_inputs(&src, &job.inputs)?;
     let src_in_build = match runtime {
-        Runtime::Native { .. } => src.to_str().context("the cache path is not UTF-8")?.to_string(),
+        Runtime::Native { .. } => src
+            .to_str()
+            .context("the cache path is not UTF-8")?
+            .to_string(),
         Runtime::Container(_) => CONTAINER_SRC.to_string(),
     };
     vars.push(format!("GITVERSION={}", job.commit));
@@ -197,7 +218,11 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     };
     let shown = format!("{command}");
     let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message(format!("building {} ({})", job.targets.join(" "), runtime.name()));
+    spinner.set_message(format!(
+        "building {} ({})",
+        job.targets.join(" "),
+        runtime.name()
+    ));
     spinner.enable_steady_tick(Duration::from_millis(200));
     let output = command.quiet().ignore_status().output();
     spinner.finish_and_clear();
@@ -206,7 +231,14 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     log.push_str(&String::from_utf8_lossy(&output.stderr));
     fs::write(tree.root.join("build.log"), &log)?;
     if !output.status.success() {
-        let tail: Vec<&str> = log.lines().rev().take(25).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
         bail!(
             "make failed ({}):\n  {shown}\nlast lines (whole log in {}):\n{}",
             output.status,
@@ -252,7 +284,12 @@ pub fn native_cross(sh: &Shell) -> Result<Option<String>> {
 }
 
 pub fn which(sh: &Shell, program: &str) -> bool {
-    cmd!(sh, "which {program}").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    cmd!(sh, "which {program}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 /// Versions of what compiles the ROM, asked of the runtime that does.
@@ -262,16 +299,28 @@ pub fn toolchain(sh: &Shell, runtime: &Runtime) -> Result<Vec<(String, String)>>
         Runtime::Container(_) => CROSS.to_string(),
     };
     let mut out = Vec::new();
-    for (name, tool) in [("gcc", format!("{cross}gcc")), ("ld", format!("{cross}ld")), ("make", "make".into())] {
+    for (name, tool) in [
+        ("gcc", format!("{cross}gcc")),
+        ("ld", format!("{cross}ld")),
+        ("make", "make".into()),
+    ] {
         let line = match runtime {
             Runtime::Native { .. } => cmd!(sh, "{tool} --version").quiet().read(),
             Runtime::Container(c) => {
                 let (engine, image) = (&c.engine, &c.image);
-                cmd!(sh, "{engine} run --rm --network=none {image} {tool} --version").quiet().read()
+                cmd!(
+                    sh,
+                    "{engine} run --rm --network=none {image} {tool} --version"
+                )
+                .quiet()
+                .read()
             }
         }
         .with_context(|| format!("cannot ask {tool} for its version"))?;
-        out.push((name.to_string(), line.lines().next().unwrap_or_default().to_string()));
+        out.push((
+            name.to_string(),
+            line.lines().next().unwrap_or_default().to_string(),
+        ));
     }
     Ok(out)
 }

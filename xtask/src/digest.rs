@@ -76,7 +76,9 @@ impl FromStr for TreeDigest {
 
 impl<'de> Deserialize<'de> for TreeDigest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -107,12 +109,27 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> Result<()> {
         } else if meta.file_type().is_symlink() {
             let target = fs::read_link(item.path())?;
             let target = target.to_str().context("symlink target is not UTF-8")?;
-            out.push(Entry { path, kind: Kind::Symlink, sha256: util::sha256_hex(target.as_bytes()) });
+            out.push(Entry {
+                path,
+                kind: Kind::Symlink,
+                sha256: util::sha256_hex(target.as_bytes()),
+            });
         } else if meta.is_file() {
-            let kind = if meta.permissions().mode() & 0o111 != 0 { Kind::Exec } else { Kind::File };
-            out.push(Entry { path, kind, sha256: util::sha256_file(&item.path())? });
+            let kind = if meta.permissions().mode() & 0o111 != 0 {
+                Kind::Exec
+            } else {
+                Kind::File
+            };
+            out.push(Entry {
+                path,
+                kind,
+                sha256: util::sha256_file(&item.path())?,
+            });
         } else {
-            bail!("{}: not a regular file, directory or symlink", item.path().display());
+            bail!(
+                "{}: not a regular file, directory or symlink",
+                item.path().display()
+            );
         }
     }
     Ok(())
@@ -123,7 +140,11 @@ mod tests {
     use super::*;
 
     fn e(path: &str, kind: Kind, content: &str) -> Entry {
-        Entry { path: path.into(), kind, sha256: util::sha256_hex(content.as_bytes()) }
+        Entry {
+            path: path.into(),
+            kind,
+            sha256: util::sha256_hex(content.as_bytes()),
+        }
     }
 
     /// Golden value: `printf 'f <sha of "a"> a\nx <sha of "b"> b/c\n' | sha256sum`.
@@ -135,7 +156,10 @@ mod tests {
             util::sha256_hex(b"a"),
             util::sha256_hex(b"b")
         );
-        assert_eq!(one.to_string(), format!("sha256:{}", util::sha256_hex(listing.as_bytes())));
+        assert_eq!(
+            one.to_string(),
+            format!("sha256:{}", util::sha256_hex(listing.as_bytes()))
+        );
         assert_eq!(
             one.to_string(),
             "sha256:442e7c99b6b389c515c53e2f22419d6412e72b6189c23341f4b3d60fac75816e"
@@ -174,7 +198,11 @@ mod tests {
     fn rejects_malformed_digests() {
         assert!("sha256:abc".parse::<TreeDigest>().is_err());
         assert!("md5:00".parse::<TreeDigest>().is_err());
-        assert!(format!("sha256:{}", "A".repeat(64)).parse::<TreeDigest>().is_err());
-        assert!(format!("sha256:{}", "a".repeat(64)).parse::<TreeDigest>().is_ok());
+        assert!(format!("sha256:{}", "A".repeat(64))
+            .parse::<TreeDigest>()
+            .is_err());
+        assert!(format!("sha256:{}", "a".repeat(64))
+            .parse::<TreeDigest>()
+            .is_ok());
     }
 }

@@ -81,14 +81,18 @@ impl Manifest {
     }
 
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
     }
 }
 
 /// `sha256sum -c` format: `<hex> *<name>`, sorted by name, one trailing newline.
 pub fn sums_file(roms: &BTreeMap<String, Vec<u8>>) -> String {
-    roms.iter().map(|(name, bytes)| format!("{} *{name}\n", util::sha256_hex(bytes))).collect()
+    roms.iter()
+        .map(|(name, bytes)| format!("{} *{name}\n", util::sha256_hex(bytes)))
+        .collect()
 }
 
 /// Replaces `out` with exactly these ROMs, their sums and the manifest.
@@ -96,7 +100,9 @@ pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) 
     refuse_foreign_files(out)?;
     let parent = parent_of(out);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(&parent)?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&parent)?;
     for (name, bytes) in roms {
         fs::write(staging.path().join(name), bytes)?;
     }
@@ -136,7 +142,8 @@ fn refuse_foreign_files(out: &Path) -> Result<()> {
     let mut foreign = Vec::new();
     for item in fs::read_dir(out)? {
         let name = item?.file_name().to_string_lossy().into_owned();
-        let ours = name == SUMS || name == MANIFEST || name.ends_with(".rom") || name.ends_with(".mrom");
+        let ours =
+            name == SUMS || name == MANIFEST || name.ends_with(".rom") || name.ends_with(".mrom");
         if !ours {
             foreign.push(name);
         }
@@ -159,11 +166,24 @@ mod tests {
     fn manifest() -> Manifest {
         Manifest {
             tool: "t".into(),
-            source: SourceInfo { version: "v".into(), commit: "c".into(), tree_digest: "d".into(), source_date_epoch: 1 },
-            profile: ProfileInfo { name: "p".into(), sha256: "s".into(), config_sha256: "c".into(), inputs: vec![] },
+            source: SourceInfo {
+                version: "v".into(),
+                commit: "c".into(),
+                tree_digest: "d".into(),
+                source_date_epoch: 1,
+            },
+            profile: ProfileInfo {
+                name: "p".into(),
+                sha256: "s".into(),
+                config_sha256: "c".into(),
+                inputs: vec![],
+            },
             patches: vec![],
             toolchain: BTreeMap::new(),
-            runtime: RuntimeInfo { kind: "native".into(), image: None },
+            runtime: RuntimeInfo {
+                kind: "native".into(),
+                image: None,
+            },
             roms: BTreeMap::new(),
         }
     }
@@ -174,7 +194,10 @@ mod tests {
         roms.insert("b.rom".to_string(), b"b".to_vec());
         roms.insert("a.rom".to_string(), b"a".to_vec());
         let s = sums_file(&roms);
-        assert!(s.starts_with(&format!("{} *a.rom\n", util::sha256_hex(b"a"))), "{s}");
+        assert!(
+            s.starts_with(&format!("{} *a.rom\n", util::sha256_hex(b"a"))),
+            "{s}"
+        );
         assert!(s.ends_with(" *b.rom\n") && !s.ends_with("\n\n"));
     }
 
@@ -188,15 +211,24 @@ mod tests {
         let mut roms2 = BTreeMap::new();
         roms2.insert("8086100f.rom".to_string(), vec![4]);
         write(&out, &roms2, &manifest()).unwrap();
-        let mut names: Vec<_> = fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut names: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         names.sort();
         assert_eq!(names, ["8086100f.rom", "SHA256SUMS", "manifest.json"]);
-        let leftovers: Vec<_> = fs::read_dir(dir.path().join("roms")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("roms"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 
         fs::write(out.join("notes.txt"), "mine").unwrap();
         let err = write(&out, &roms, &manifest()).unwrap_err().to_string();
-        assert!(err.contains("holds files this tool did not write (notes.txt)"), "{err}");
+        assert!(
+            err.contains("holds files this tool did not write (notes.txt)"),
+            "{err}"
+        );
         assert!(out.join("8086100f.rom").exists());
     }
 

@@ -31,13 +31,19 @@ pub fn run(args: Args) -> Result<()> {
     let mut entries = Vec::new();
     for path in &args.roms {
         let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let first = romcheck::parse(&bytes).ok().and_then(|i| i.into_iter().next());
+        let first = romcheck::parse(&bytes)
+            .ok()
+            .and_then(|i| i.into_iter().next());
         let nic = first.as_ref().and_then(|i| Nic::by_pci(i.vendor, i.device));
         let report = match nic {
             Some(nic) => romcheck::check(&bytes, nic, nic.default_limit),
             None => unknown_nic_report(&bytes),
         };
-        entries.push(Entry { file: path.display().to_string(), nic: nic.map(|n| n.name), report });
+        entries.push(Entry {
+            file: path.display().to_string(),
+            nic: nic.map(|n| n.name),
+            report,
+        });
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -46,9 +52,18 @@ pub fn run(args: Args) -> Result<()> {
             print_table(e);
         }
     }
-    let failed: Vec<&str> = entries.iter().filter(|e| !e.report.ok()).map(|e| e.file.as_str()).collect();
+    let failed: Vec<&str> = entries
+        .iter()
+        .filter(|e| !e.report.ok())
+        .map(|e| e.file.as_str())
+        .collect();
     if !failed.is_empty() {
-        bail!("{} of {} ROM(s) failed their checks: {}", failed.len(), entries.len(), failed.join(", "));
+        bail!(
+            "{} of {} ROM(s) failed their checks: {}",
+            failed.len(),
+            entries.len(),
+            failed.join(", ")
+        );
     }
     Ok(())
 }
@@ -65,7 +80,12 @@ fn unknown_nic_report(bytes: &[u8]) -> romcheck::Report {
             problems.push(format!("image {} checksum byte is wrong", i + 1));
         }
     }
-    romcheck::Report { size: bytes.len() as u64, limit: xtask::nic::VMWARE_ROM_LIMIT, images, problems }
+    romcheck::Report {
+        size: bytes.len() as u64,
+        limit: xtask::nic::VMWARE_ROM_LIMIT,
+        images,
+        problems,
+    }
 }
 
 fn print_table(e: &Entry) {
@@ -98,7 +118,14 @@ fn print_table(e: &Entry) {
         let devices = if img.device_list.is_empty() {
             String::new()
         } else {
-            format!(", devices {}", img.device_list.iter().map(|d| format!("{d:04x}")).collect::<Vec<_>>().join(" "))
+            format!(
+                ", devices {}",
+                img.device_list
+                    .iter()
+                    .map(|d| format!("{d:04x}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         };
         println!(
             "  image {}: @{:#07x} {:>6} bytes {:04x}:{:04x} {code}{sum}{devices}{}",

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use xtask::{cache::Cache, project::Project};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Reproducible iPXE option ROMs for VMware vSphere VMs", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Reproducible iPXE option ROMs for VMware vSphere VMs",
+    version
+)]
 struct Cli {
     /// Project directory holding configs/, ipxe-patches/ and roms/ [default: this checkout]
     #[arg(long, global = true, value_name = "DIR")]
@@ -40,7 +44,10 @@ pub struct Ctx {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let run = || -> anyhow::Result<()> {
-        let ctx = Ctx { project: Project::locate(cli.project.as_deref()), cache: Cache::locate(cli.cache_dir.as_deref())? };
+        let ctx = Ctx {
+            project: Project::locate(cli.project.as_deref()),
+            cache: Cache::locate(cli.cache_dir.as_deref())?,
+        };
         match cli.command {
             Command::Fetch(args) => fetch::run(&ctx, args),
             Command::BuildRom(args) => build_rom::run(&ctx, args),

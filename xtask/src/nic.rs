@@ -104,7 +104,8 @@ impl Nic {
     }
 
     pub fn by_pci(vendor: u16, device: u16) -> Option<&'static Nic> {
-        NICS.iter().find(|n| n.vendor == vendor && n.device == device)
+        NICS.iter()
+            .find(|n| n.vendor == vendor && n.device == device)
     }
 }
 
@@ -116,7 +117,10 @@ pub fn names() -> String {
 /// keeping table order and dropping repeats.
 pub fn select(names: &[String]) -> Result<Vec<&'static Nic>> {
     if names.is_empty() {
-        bail!("no NIC given: pass --nic with one of {}, or all", self::names());
+        bail!(
+            "no NIC given: pass --nic with one of {}, or all",
+            self::names()
+        );
     }
     let mut picked: Vec<&'static Nic> = Vec::new();
     for name in names {
@@ -152,7 +156,10 @@ mod tests {
         let names: Vec<_> = got.iter().map(|n| n.name).collect();
         assert_eq!(names, ["vmxnet3", "e1000", "e1000e"]);
         let got = select(&["vlance,vmxnet3".into()]).unwrap();
-        assert_eq!(got.iter().map(|n| n.name).collect::<Vec<_>>(), ["vmxnet3", "vlance"]);
+        assert_eq!(
+            got.iter().map(|n| n.name).collect::<Vec<_>>(),
+            ["vmxnet3", "vlance"]
+        );
     }
 
     #[test]

@@ -29,7 +29,11 @@ struct Hunk {
 
 /// Applies one patch file to the tree at `root`.
 pub fn apply(patch_file: &Path, root: &Path) -> Result<()> {
-    let name = patch_file.file_name().and_then(|n| n.to_str()).unwrap_or("?").to_string();
+    let name = patch_file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("?")
+        .to_string();
     let text = fs::read_to_string(patch_file)
         .with_context(|| format!("cannot read patch {}", patch_file.display()))?;
     let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
@@ -44,7 +48,9 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
     let mut files = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if !(lines[i].starts_with("--- ") && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ "))) {
+        if !(lines[i].starts_with("--- ")
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ ")))
+        {
             i += 1;
             continue;
         }
@@ -53,7 +59,9 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
         i += 2;
         let create = old.is_none();
         let delete = new.is_none();
-        let Some(path) = new.or(old) else { bail!("a file section names /dev/null on both sides") };
+        let Some(path) = new.or(old) else {
+            bail!("a file section names /dev/null on both sides")
+        };
         let mut hunks = Vec::new();
         while i < lines.len() && lines[i].starts_with("@@ ") {
             let (hunk, used) = parse_hunk(&lines[i..]).with_context(|| format!("in {path}"))?;
@@ -63,7 +71,12 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
         if hunks.is_empty() {
             bail!("{path} has no hunks");
         }
-        files.push(FilePatch { path, create, delete, hunks });
+        files.push(FilePatch {
+            path,
+            create,
+            delete,
+            hunks,
+        });
     }
     if files.is_empty() {
         bail!("it has no '--- a/...' / '+++ b/...' file sections");
@@ -78,7 +91,11 @@ fn side_path(line: &str) -> Option<String> {
     if raw == "/dev/null" {
         return None;
     }
-    Some(raw.split_once('/').map_or(raw, |(_, rest)| rest).to_string())
+    Some(
+        raw.split_once('/')
+            .map_or(raw, |(_, rest)| rest)
+            .to_string(),
+    )
 }
 
 fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
@@ -88,19 +105,38 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
         .and_then(|r| r.split_once(" @@"))
         .map(|(r, _)| r)
         .with_context(|| format!("bad hunk header '{header}'"))?;
-    let (old_r, new_r) = ranges.split_once(" +").with_context(|| format!("bad hunk header '{header}'"))?;
+    let (old_r, new_r) = ranges
+        .split_once(" +")
+        .with_context(|| format!("bad hunk header '{header}'"))?;
     let count = |r: &str| -> Result<(usize, usize)> {
         let (s, n) = r.split_once(',').unwrap_or((r, "1"));
         Ok((s.parse()?, n.parse()?))
     };
-    let (old_start, old_len) = count(old_r).with_context(|| format!("bad hunk header '{header}'"))?;
+    let (old_start, old_len) =
+        count(old_r).with_context(|| format!("bad hunk header '{header}'"))?;
     let (_, new_len) = count(new_r).with_context(|| format!("bad hunk header '{header}'"))?;
-    let mut hunk = Hunk { header, old_start, old: vec![], new: vec![], old_no_eol: false, new_no_eol: false };
+    let mut hunk = Hunk {
+        header,
+        old_start,
+        old: vec![],
+        new: vec![],
+        old_no_eol: false,
+        new_no_eol: false,
+    };
     let mut i = 1;
     let mut last = ' ';
-    while hunk.old.len() < old_len || hunk.new.len() < new_len || lines.get(i).is_some_and(|l| l.starts_with('\\')) {
-        let Some(line) = lines.get(i) else { bail!("hunk '{}' ends early", hunk.header) };
-        let body = line.get(1..).unwrap_or("").trim_end_matches('\n').to_string();
+    while hunk.old.len() < old_len
+        || hunk.new.len() < new_len
+        || lines.get(i).is_some_and(|l| l.starts_with('\\'))
+    {
+        let Some(line) = lines.get(i) else {
+            bail!("hunk '{}' ends early", hunk.header)
+        };
+        let body = line
+            .get(1..)
+            .unwrap_or("")
+            .trim_end_matches('\n')
+            .to_string();
         match line.chars().next() {
             Some(' ') => {
                 hunk.old.push(body.clone());
@@ -120,7 +156,10 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
                     hunk.new_no_eol = true;
                 }
             },
-            _ => bail!("hunk '{}' has a line that is not context, removal or addition: {line:?}", hunk.header),
+            _ => bail!(
+                "hunk '{}' has a line that is not context, removal or addition: {line:?}",
+                hunk.header
+            ),
         }
         last = line.chars().next().unwrap_or(' ');
         i += 1;
@@ -139,23 +178,41 @@ fn apply_file(fp: &FilePatch, root: &Path) -> Result<()> {
         }
         String::new()
     } else {
-        fs::read_to_string(&path).with_context(|| format!("{}: no such file in the iPXE tree", fp.path))?
+        fs::read_to_string(&path)
+            .with_context(|| format!("{}: no such file in the iPXE tree", fp.path))?
     };
     let had_eol = original.is_empty() || original.ends_with('\n');
-    let old_lines: Vec<&str> = original.split_inclusive('\n').map(|l| l.strip_suffix('\n').unwrap_or(l)).collect();
+    let old_lines: Vec<&str> = original
+        .split_inclusive('\n')
+        .map(|l| l.strip_suffix('\n').unwrap_or(l))
+        .collect();
     let mut out: Vec<String> = Vec::new();
     let mut next = 0usize;
     let mut ends_without_eol = !had_eol;
     for (n, hunk) in fp.hunks.iter().enumerate() {
-        let at = if hunk.old.is_empty() { hunk.old_start } else { hunk.old_start.saturating_sub(1) };
+        let at = if hunk.old.is_empty() {
+            hunk.old_start
+        } else {
+            hunk.old_start.saturating_sub(1)
+        };
         let where_ = || format!("{} hunk {} ({})", fp.path, n + 1, hunk.header);
         if at < next || at + hunk.old.len() > old_lines.len() {
-            bail!("{}: its lines {}..{} are not in the file ({} lines)", where_(), at + 1, at + hunk.old.len(), old_lines.len());
+            bail!(
+                "{}: its lines {}..{} are not in the file ({} lines)",
+                where_(),
+                at + 1,
+                at + hunk.old.len(),
+                old_lines.len()
+            );
         }
         for (k, want) in hunk.old.iter().enumerate() {
             let got = old_lines[at + k];
             if got != want {
-                bail!("{}: line {} should be\n  {want:?}\nbut is\n  {got:?}", where_(), at + k + 1);
+                bail!(
+                    "{}: line {} should be\n  {want:?}\nbut is\n  {got:?}",
+                    where_(),
+                    at + k + 1
+                );
             }
         }
         out.extend(old_lines[next..at].iter().map(|s| s.to_string()));
@@ -168,7 +225,10 @@ fn apply_file(fp: &FilePatch, root: &Path) -> Result<()> {
     out.extend(old_lines[next..].iter().map(|s| s.to_string()));
     if fp.delete {
         if !out.is_empty() {
-            bail!("{} should be deleted, but the patch leaves lines in it", fp.path);
+            bail!(
+                "{} should be deleted, but the patch leaves lines in it",
+                fp.path
+            );
         }
         return fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path));
     }
@@ -208,7 +268,10 @@ mod tests {
         let patch = "diff --git a/src/f.c b/src/f.c\n--- a/src/f.c\n+++ b/src/f.c\n\
                      @@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n\
                      @@ -5,3 +5,4 @@\n five\n six\n+six and a half\n seven\n";
-        assert_eq!(run(dir.path(), patch).unwrap(), "one\nTWO\nthree\nfour\nfive\nsix\nsix and a half\nseven\n");
+        assert_eq!(
+            run(dir.path(), patch).unwrap(),
+            "one\nTWO\nthree\nfour\nfive\nsix\nsix and a half\nseven\n"
+        );
     }
 
     #[test]
@@ -216,9 +279,18 @@ mod tests {
         let dir = tree(&format!("zero\n{FILE}"));
         let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
         let err = format!("{:#}", run(dir.path(), patch).unwrap_err());
-        assert!(err.contains("patch 0001-test.patch does not apply"), "{err}");
-        assert!(err.contains("src/f.c hunk 1 (@@ -1,3 +1,3 @@): line 1 should be"), "{err}");
-        assert_eq!(fs::read_to_string(dir.path().join("src/f.c")).unwrap(), format!("zero\n{FILE}"));
+        assert!(
+            err.contains("patch 0001-test.patch does not apply"),
+            "{err}"
+        );
+        assert!(
+            err.contains("src/f.c hunk 1 (@@ -1,3 +1,3 @@): line 1 should be"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/f.c")).unwrap(),
+            format!("zero\n{FILE}")
+        );
     }
 
     #[test]
@@ -226,7 +298,10 @@ mod tests {
         let dir = tree(FILE);
         let patch = "--- /dev/null\n+++ b/src/new.h\n@@ -0,0 +1,2 @@\n+#define A\n+#define B\n";
         run(dir.path(), patch).unwrap();
-        assert_eq!(fs::read_to_string(dir.path().join("src/new.h")).unwrap(), "#define A\n#define B\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/new.h")).unwrap(),
+            "#define A\n#define B\n"
+        );
         let patch = "--- a/src/new.h\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-#define A\n-#define B\n";
         run(dir.path(), patch).unwrap();
         assert!(!dir.path().join("src/new.h").exists());
@@ -246,6 +321,9 @@ mod tests {
         assert!(err.contains("is not a unified diff"), "{err}");
         let patch = "--- a/src/gone.c\n+++ b/src/gone.c\n@@ -1 +1 @@\n-x\n+y\n";
         let err = format!("{:#}", run(dir.path(), patch).unwrap_err());
-        assert!(err.contains("src/gone.c: no such file in the iPXE tree"), "{err}");
+        assert!(
+            err.contains("src/gone.c: no such file in the iPXE tree"),
+            "{err}"
+        );
     }
 }

@@ -25,7 +25,11 @@ impl Pin {
     pub fn load(path: &Path) -> Result<Pin> {
         let pin: Pin = util::read_toml(path)?;
         if pin.commit.len() != 40 || !pin.commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("{}: commit must be 40 hex digits, got '{}'", path.display(), pin.commit);
+            bail!(
+                "{}: commit must be 40 hex digits, got '{}'",
+                path.display(),
+                pin.commit
+            );
         }
         Ok(pin)
     }

@@ -58,7 +58,10 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        self.roms.iter().map(|r| (r.file_name.clone(), r.bytes.clone())).collect()
+        self.roms
+            .iter()
+            .map(|r| (r.file_name.clone(), r.bytes.clone()))
+            .collect()
     }
 }
 
@@ -96,10 +99,19 @@ pub fn resolve_runtime(sh: &Shell, req: &Request) -> Result<Runtime> {
 pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     let pin = Pin::load(&req.project.pin_file())?;
     let profile = Profile::load(&req.project.configs(), &req.profile)?;
-    let patches: Vec<PathBuf> = profile.file.patches.iter().map(|p| req.project.patches().join(p)).collect();
+    let patches: Vec<PathBuf> = profile
+        .file
+        .patches
+        .iter()
+        .map(|p| req.project.patches().join(p))
+        .collect();
     for p in &patches {
         if !p.is_file() {
-            bail!("profile {} lists patch {}, which does not exist", profile.path.display(), p.display());
+            bail!(
+                "profile {} lists patch {}, which does not exist",
+                profile.path.display(),
+                p.display()
+            );
         }
     }
     let (source, _) = source::ensure(&pin, &req.cache)?;
@@ -108,13 +120,23 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     let config = profile.render(&profile::overridable_headers(&tree.src())?)?;
     config.write(&tree.src())?;
 
-    let format = |nic: &Nic| if req.mrom && nic.mrom { RomFormat::Mrom } else { RomFormat::Rom };
+    let format = |nic: &Nic| {
+        if req.mrom && nic.mrom {
+            RomFormat::Mrom
+        } else {
+            RomFormat::Rom
+        }
+    };
     let job = MakeJob {
         targets: req.nics.iter().map(|n| n.make_target(format(n))).collect(),
         commit: pin.commit.clone(),
         source_date_epoch: pin.commit_time,
         jobs: req.jobs,
-        inputs: Inputs { embed: profile.embed_path(), trust: profile.trust_paths(), certs: profile.cert_paths() },
+        inputs: Inputs {
+            embed: profile.embed_path(),
+            trust: profile.trust_paths(),
+            certs: profile.cert_paths(),
+        },
     };
     compile::make(sh, &runtime, &tree, &job)?;
 
@@ -122,14 +144,28 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     for nic in &req.nics {
         let f = format(nic);
         let path = tree.src().join(nic.make_target(f));
-        let bytes = fs::read(&path).with_context(|| format!("make succeeded but left no {}", path.display()))?;
+        let bytes = fs::read(&path)
+            .with_context(|| format!("make succeeded but left no {}", path.display()))?;
         let report = romcheck::check(&bytes, nic, profile.limit(nic));
-        roms.push(Built { nic, file_name: nic.file_name(f), bytes, report, elf: tree.src().join(nic.elf_target(f)) });
+        roms.push(Built {
+            nic,
+            file_name: nic.file_name(f),
+            bytes,
+            report,
+            elf: tree.src().join(nic.elf_target(f)),
+        });
     }
     let failed: Vec<String> = roms
         .iter()
         .filter(|r| !r.report.ok())
-        .map(|r| format!("  {} ({}): {}", r.file_name, r.nic.name, r.report.problems.join("; ")))
+        .map(|r| {
+            format!(
+                "  {} ({}): {}",
+                r.file_name,
+                r.nic.name,
+                r.report.problems.join("; ")
+            )
+        })
         .collect();
     if !failed.is_empty() {
         bail!(
@@ -146,7 +182,14 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
         .files_to_embed()
         .iter()
         .map(|p| {
-            Ok(FileDigest { name: p.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha256: util::sha256_file(p)? })
+            Ok(FileDigest {
+                name: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                sha256: util::sha256_file(p)?,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     let manifest = Manifest {
@@ -157,11 +200,23 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
             tree_digest: pin.tree_digest.to_string(),
             source_date_epoch: pin.commit_time,
         },
-        profile: ProfileInfo { name: profile.name.clone(), sha256: profile.sha256.clone(), config_sha256: config.sha256(), inputs },
+        profile: ProfileInfo {
+            name: profile.name.clone(),
+            sha256: profile.sha256.clone(),
+            config_sha256: config.sha256(),
+            inputs,
+        },
         patches: patches
             .iter()
             .map(|p| {
-                Ok(FileDigest { name: p.file_name().unwrap_or_default().to_string_lossy().into_owned(), sha256: util::sha256_file(p)? })
+                Ok(FileDigest {
+                    name: p
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    sha256: util::sha256_file(p)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?,
         toolchain: compile::toolchain(sh, &runtime)?.into_iter().collect(),
@@ -187,5 +242,9 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
             })
             .collect(),
     };
-    Ok(Outcome { manifest, roms, runtime })
+    Ok(Outcome {
+        manifest,
+        roms,
+        runtime,
+    })
 }

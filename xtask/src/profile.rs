@@ -74,24 +74,42 @@ impl Profile {
         } else {
             configs.join(format!("{name}.toml"))
         };
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
         if stem == "ipxe" {
             bail!("configs/ipxe.toml is the source pin, not a profile: pass --profile vmware or another profile");
         }
         if !path.is_file() {
-            bail!("no profile '{name}': {} does not exist (profiles: {})", path.display(), list(configs).join(", "));
+            bail!(
+                "no profile '{name}': {} does not exist (profiles: {})",
+                path.display(),
+                list(configs).join(", ")
+            );
         }
         let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let file: ProfileFile = util::read_toml(&path)?;
-        let profile = Profile { name: stem, sha256: util::sha256_hex(&text), path, file };
-        profile.validate().with_context(|| format!("invalid profile {}", profile.path.display()))?;
+        let profile = Profile {
+            name: stem,
+            sha256: util::sha256_hex(&text),
+            path,
+            file,
+        };
+        profile
+            .validate()
+            .with_context(|| format!("invalid profile {}", profile.path.display()))?;
         Ok(profile)
     }
 
     fn validate(&self) -> Result<()> {
         for (header, edits) in &self.file.headers {
             let mut seen = BTreeMap::new();
-            let all = edits.undef.iter().map(|n| (n, "undef"))
+            let all = edits
+                .undef
+                .iter()
+                .map(|n| (n, "undef"))
                 .chain(edits.define.iter().map(|n| (n, "define")))
                 .chain(edits.set.keys().map(|n| (n, "set")));
             for (name, list) in all {
@@ -126,7 +144,12 @@ impl Profile {
     /// The files the build reads besides the tree, resolved against the profile's directory.
     pub fn files_to_embed(&self) -> Vec<PathBuf> {
         let f = &self.file;
-        f.embed.iter().chain(&f.trust).chain(&f.certs).map(|p| self.dir().join(p)).collect()
+        f.embed
+            .iter()
+            .chain(&f.trust)
+            .chain(&f.certs)
+            .map(|p| self.dir().join(p))
+            .collect()
     }
 
     pub fn embed_path(&self) -> Option<PathBuf> {
@@ -142,7 +165,11 @@ impl Profile {
     }
 
     pub fn limit(&self, nic: &nic::Nic) -> u64 {
-        self.file.limits.get(nic.name).copied().unwrap_or(nic.default_limit)
+        self.file
+            .limits
+            .get(nic.name)
+            .copied()
+            .unwrap_or(nic.default_limit)
     }
 
     /// Renders one file per header the tree can override; headers the profile leaves alone
@@ -213,7 +240,9 @@ pub fn overridable_headers(src: &Path) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for item in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let path = item?.path();
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
         if path.extension().is_some_and(|e| e == "h") {
             let text = fs::read_to_string(&path).unwrap_or_default();
             if text.contains(&format!("#include <config/local/{stem}.h>")) {
@@ -270,13 +299,17 @@ define = ["PING_CMD"]
 set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
 "#,
         );
-        let r = p.unwrap().render(&["crypto".into(), "general".into(), "settings".into()]).unwrap();
+        let r = p
+            .unwrap()
+            .render(&["crypto".into(), "general".into(), "settings".into()])
+            .unwrap();
         assert_eq!(
             r.files["general.h"],
             "/* config/local/general.h: written by vsphere-ipxe-rom from profile 'p'. Do not edit. */\n\
              #undef DOWNLOAD_PROTO_HTTPS\n#undef NET_PROTO_IPV6\n#undef PING_CMD\n#define PING_CMD\n"
         );
-        assert!(r.files["crypto.h"].ends_with("#undef TLS_VERSION_MIN\n#define TLS_VERSION_MIN TLS_VERSION_TLS_1_2\n"));
+        assert!(r.files["crypto.h"]
+            .ends_with("#undef TLS_VERSION_MIN\n#define TLS_VERSION_MIN TLS_VERSION_TLS_1_2\n"));
         assert_eq!(r.files["settings.h"], "");
     }
 
@@ -292,7 +325,9 @@ set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
 
     #[test]
     fn refuses_contradictions_and_bad_names() {
-        let (_d, p) = write_profile("description = \"x\"\n[headers.general]\nundef = [\"A\"]\ndefine = [\"A\"]\n");
+        let (_d, p) = write_profile(
+            "description = \"x\"\n[headers.general]\nundef = [\"A\"]\ndefine = [\"A\"]\n",
+        );
         assert!(format!("{:#}", p.unwrap_err()).contains("names A in both undef and define"));
         let (_d, p) = write_profile("description = \"x\"\n[headers.general]\ndefine = [\"A B\"]\n");
         assert!(format!("{:#}", p.unwrap_err()).contains("'A B' is not a C macro name"));
@@ -305,7 +340,11 @@ set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
     #[test]
     fn refuses_headers_the_tree_cannot_override() {
         let (_d, p) = write_profile("description = \"x\"\n[headers.genral]\nundef = [\"A\"]\n");
-        let err = p.unwrap().render(&["general".into()]).unwrap_err().to_string();
+        let err = p
+            .unwrap()
+            .render(&["general".into()])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("[headers.genral]"), "{err}");
         assert!(err.contains("it has: general"), "{err}");
     }

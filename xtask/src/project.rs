@@ -12,7 +12,10 @@ impl Project {
     pub fn locate(flag: Option<&Path>) -> Project {
         let root = match flag {
             Some(p) => p.to_path_buf(),
-            None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf(),
+            None => Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("xtask lives in the workspace")
+                .to_path_buf(),
         };
         Project { root }
     }

@@ -99,7 +99,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
         let img = &bytes[offset..];
         if img.len() < 0x1a || img[0] != 0x55 || img[1] != 0xaa {
             let n = images.len() + 1;
-            bail!("image {n} at offset {offset:#x} does not start with the 0x55 0xAA ROM signature");
+            bail!(
+                "image {n} at offset {offset:#x} does not start with the 0x55 0xAA ROM signature"
+            );
         }
         let pcir = usize::from(u16_at(img, 0x18).unwrap_or(0));
         if img.get(pcir..pcir + 4) != Some(b"PCIR".as_slice()) || img.len() < pcir + 0x18 {
@@ -113,15 +115,18 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
         let code_type = CodeType::from_byte(p[0x14]);
         let pcir_revision = p[0x0c];
         let device_list = match u16_at(p, 0x08) {
-            Some(list) if pcir_revision >= 3 && list != 0 => read_device_list(img, pcir + usize::from(list)),
+            Some(list) if pcir_revision >= 3 && list != 0 => {
+                read_device_list(img, pcir + usize::from(list))
+            }
             _ => Vec::new(),
         };
-        let efi = (code_type == CodeType::Efi && u16_at(img, 4) == Some(0x0ef1)).then(|| EfiHeader {
-            subsystem: u16_at(img, 0x08).unwrap_or(0),
-            machine_type: u16_at(img, 0x0a).unwrap_or(0),
-            compressed: u16_at(img, 0x0c) == Some(1),
-            image_offset: u16_at(img, 0x16).unwrap_or(0),
-        });
+        let efi =
+            (code_type == CodeType::Efi && u16_at(img, 4) == Some(0x0ef1)).then(|| EfiHeader {
+                subsystem: u16_at(img, 0x08).unwrap_or(0),
+                machine_type: u16_at(img, 0x0a).unwrap_or(0),
+                compressed: u16_at(img, 0x0c) == Some(1),
+                image_offset: u16_at(img, 0x16).unwrap_or(0),
+            });
         let in_file = img.len() >= length;
         let legacy = code_type == CodeType::X86Legacy;
         images.push(Image {
@@ -135,7 +140,8 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
             code_type,
             last: p[0x15] & 0x80 != 0,
             init_size: legacy.then(|| usize::from(img[2]) * 512),
-            checksum_ok: (legacy && in_file).then(|| img[..length].iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0),
+            checksum_ok: (legacy && in_file)
+                .then(|| img[..length].iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0),
             efi,
         });
         if !in_file {
@@ -156,7 +162,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
 }
 
 fn read_device_list(img: &[u8], at: usize) -> Vec<u16> {
-    (0..64).map_while(|i| u16_at(img, at + 2 * i).filter(|&d| d != 0)).collect()
+    (0..64)
+        .map_while(|i| u16_at(img, at + 2 * i).filter(|&d| d != 0))
+        .collect()
 }
 
 /// What the checks found; empty `problems` means the ROM passes.
@@ -196,14 +204,19 @@ pub fn check(bytes: &[u8], nic: &Nic, limit: u64) -> Report {
             ));
         }
         if first.code_type != CodeType::X86Legacy {
-            problems.push(format!("first image is {:?} code, not x86 legacy BIOS", first.code_type));
+            problems.push(format!(
+                "first image is {:?} code, not x86 legacy BIOS",
+                first.code_type
+            ));
         }
         if first.checksum_ok == Some(false) {
             problems.push("checksum byte is wrong: the image bytes do not sum to zero".into());
         }
         let chained: usize = images.iter().map(|i| i.length).sum();
         if chained as u64 != size {
-            problems.push(format!("images add up to {chained} bytes, but the file is {size} bytes"));
+            problems.push(format!(
+                "images add up to {chained} bytes, but the file is {size} bytes"
+            ));
         }
         if images.last().is_some_and(|i| !i.last) {
             problems.push("the last image does not carry the last-image flag".into());
@@ -216,7 +229,12 @@ pub fn check(bytes: &[u8], nic: &Nic, limit: u64) -> Report {
             size - limit
         ));
     }
-    Report { size, limit, images, problems }
+    Report {
+        size,
+        limit,
+        images,
+        problems,
+    }
 }
 
 #[cfg(test)]
@@ -267,15 +285,39 @@ pub(crate) mod tests {
         let mut padded = good.clone();
         padded.extend([0u8; 512]);
         let cases: [(Vec<u8>, &Nic, u64, &str); 5] = [
-            (sig, &NICS[0], 65536, "does not start with the 0x55 0xAA ROM signature"),
-            (good.clone(), &NICS[1], 65536, "PCI id is 15ad:07b0, but e1000 is 8086:100f"),
+            (
+                sig,
+                &NICS[0],
+                65536,
+                "does not start with the 0x55 0xAA ROM signature",
+            ),
+            (
+                good.clone(),
+                &NICS[1],
+                65536,
+                "PCI id is 15ad:07b0, but e1000 is 8086:100f",
+            ),
             (sum, &NICS[0], 65536, "checksum byte is wrong"),
-            (padded, &NICS[0], 65536, "images add up to 2048 bytes, but the file is 2560 bytes"),
-            (good, &NICS[0], 1024, "2048 bytes is over the 1024-byte limit for vmxnet3 by 1024 bytes"),
+            (
+                padded,
+                &NICS[0],
+                65536,
+                "images add up to 2048 bytes, but the file is 2560 bytes",
+            ),
+            (
+                good,
+                &NICS[0],
+                1024,
+                "2048 bytes is over the 1024-byte limit for vmxnet3 by 1024 bytes",
+            ),
         ];
         for (bytes, nic, limit, want) in cases {
             let r = check(&bytes, nic, limit);
-            assert!(r.problems.iter().any(|p| p.contains(want)), "wanted '{want}' in {:?}", r.problems);
+            assert!(
+                r.problems.iter().any(|p| p.contains(want)),
+                "wanted '{want}' in {:?}",
+                r.problems
+            );
         }
     }
 
@@ -285,7 +327,10 @@ pub(crate) mod tests {
         two.extend(rom(0x8086, 0x100f, 2, true));
         let imgs = parse(&two).unwrap();
         assert_eq!(imgs.len(), 2);
-        assert_eq!((imgs[1].offset, imgs[1].length, imgs[1].last), (4096, 1024, true));
+        assert_eq!(
+            (imgs[1].offset, imgs[1].length, imgs[1].last),
+            (4096, 1024, true)
+        );
         assert!(check(&two, &NICS[1], 65536).ok());
     }
 
@@ -294,6 +339,9 @@ pub(crate) mod tests {
         let mut b = rom(0x15ad, 0x07b0, 4, true);
         b.truncate(1500);
         let err = parse(&b).unwrap_err().to_string();
-        assert!(err.contains("says it is 2048 bytes, but only 1500 remain"), "{err}");
+        assert!(
+            err.contains("says it is 2048 bytes, but only 1500 remain"),
+            "{err}"
+        );
     }
 }

@@ -28,7 +28,10 @@ pub enum Origin {
 /// The pinned tree if the cache has it; no network, no lock.
 pub fn cached(pin: &Pin, cache: &Cache) -> Option<Source> {
     let tree = cache.source_dir(&pin.tree_digest);
-    tree.join("src/Makefile").is_file().then(|| Source { tree, pin: pin.clone() })
+    tree.join("src/Makefile").is_file().then(|| Source {
+        tree,
+        pin: pin.clone(),
+    })
 }
 
 /// The pinned tree, downloaded into the cache when missing.
@@ -46,7 +49,8 @@ pub fn ensure(pin: &Pin, cache: &Cache) -> Result<(Source, Origin)> {
         let file = downloads.path().join("archive");
         match download(url, &file) {
             Ok(()) => {
-                let src = install(pin, cache, &file).with_context(|| format!("the archive from {url} was refused"))?;
+                let src = install(pin, cache, &file)
+                    .with_context(|| format!("the archive from {url} was refused"))?;
                 return Ok((src, Origin::Download(url.clone())));
             }
             Err(e) => failures.push(format!("  {url}: {e:#}")),
@@ -92,13 +96,20 @@ fn install(pin: &Pin, cache: &Cache, archive: &Path) -> Result<Source> {
         );
     }
     if !tree.join("src/Makefile").is_file() {
-        bail!("{} has the pinned digest but no src/Makefile", archive.display());
+        bail!(
+            "{} has the pinned digest but no src/Makefile",
+            archive.display()
+        );
     }
     let dest = cache.source_dir(&pin.tree_digest);
     if !dest.exists() {
-        fs::rename(&tree, &dest).with_context(|| format!("cannot move the tree into {}", dest.display()))?;
+        fs::rename(&tree, &dest)
+            .with_context(|| format!("cannot move the tree into {}", dest.display()))?;
     }
-    Ok(Source { tree: dest, pin: pin.clone() })
+    Ok(Source {
+        tree: dest,
+        pin: pin.clone(),
+    })
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -113,18 +124,24 @@ fn download(url: &str, dest: &Path) -> Result<()> {
         .build()
         .into();
     let response = agent.get(url).call()?;
-    let len = response.headers().get("content-length").and_then(|v| v.to_str().ok()?.parse().ok());
+    let len = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     let bar = match len {
         Some(n) => indicatif::ProgressBar::new(n),
         None => indicatif::ProgressBar::no_length(),
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message("downloading iPXE");
     let mut body = response.into_body().into_reader();
-    let mut out = fs::File::create(dest).with_context(|| format!("cannot write {}", dest.display()))?;
+    let mut out =
+        fs::File::create(dest).with_context(|| format!("cannot write {}", dest.display()))?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match body.read(&mut buf) {

@@ -19,7 +19,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut HashWriter(&mut hasher))
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -41,7 +42,8 @@ impl Write for HashWriter<'_> {
 
 /// Reads a TOML file into `T`; errors name the file, line and column.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_toml(&text).map_err(|e| anyhow::anyhow!("cannot read {}:{e}", path.display()))
 }
 
@@ -101,6 +103,9 @@ mod tests {
 
     #[test]
     fn sha256_of_empty_input() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

@@ -1,0 +1,309 @@
+//! build-rom end to end on the tiny iPXE-shaped tree: real make, real profile rendering, real
+//! patches, real ROM checks and outputs, and a real Docker build.
+
+mod support;
+
+use std::{fs, process::Command};
+
+use support::*;
+use xtask::{emit::Manifest, romcheck};
+
+fn build(project: &Project, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["build-rom", "--runtime", "native"];
+    args.extend_from_slice(extra);
+    project.xtask(&args)
+}
+
+#[test]
+fn builds_checks_and_emits_every_nic() {
+    let project = Project::new(&[]);
+    project.import();
+    let out = project.path("roms/vmware");
+    let run = build(&project, &["--nic", "all"]);
+    ok(&run);
+    assert!(
+        stderr(&run).contains("match only builds made with the same compiler"),
+        "{}",
+        stderr(&run)
+    );
+
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "15ad07b0.rom",
+            "8086100f.rom",
+            "808610d3.rom",
+            "SHA256SUMS",
+            "manifest.json"
+        ]
+    );
+    let check = Command::new("sha256sum")
+        .arg("-c")
+        .arg("SHA256SUMS")
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    ok(&check);
+
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    assert_eq!(manifest.source.commit, FAKE_COMMIT);
+    assert_eq!(manifest.source.tree_digest, project.digest.to_string());
+    assert_eq!(manifest.source.source_date_epoch, 1700000000);
+    assert_eq!(manifest.profile.name, "vmware");
+    assert_eq!(manifest.runtime.kind, "native");
+    assert!(
+        manifest.toolchain["gcc"].contains("gcc"),
+        "{:?}",
+        manifest.toolchain
+    );
+    let vmx = &manifest.roms["15ad07b0.rom"];
+    assert_eq!(
+        (vmx.nic.as_str(), vmx.size, vmx.limit, vmx.headroom),
+        ("vmxnet3", 16384, 65536, 49152)
+    );
+
+    let bytes = fs::read(out.join("8086100f.rom")).unwrap();
+    let nic = xtask::nic::Nic::by_name("e1000").unwrap();
+    assert!(romcheck::check(&bytes, nic, 65536).ok());
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("#define VMWARE_SETTINGS"),
+        "the rendered profile is compiled in"
+    );
+    assert!(text.contains(FAKE_COMMIT), "GITVERSION reaches the build");
+    assert!(
+        !text.contains(project.dir.path().to_str().unwrap()),
+        "the build path leaks into the ROM"
+    );
+}
+
+#[test]
+fn same_inputs_same_bytes_across_caches_and_paths() {
+    let a = Project::new(&[]);
+    let b = Project::new(&[]);
+    a.import();
+    b.import();
+    ok(&build(&a, &["--nic", "vmxnet3,e1000e"]));
+    ok(&build(&b, &["--nic", "vmxnet3,e1000e"]));
+    assert_eq!(
+        read_sums(&a.path("roms/vmware")),
+        read_sums(&b.path("roms/vmware"))
+    );
+    // The manifests agree too, byte for byte.
+    assert_eq!(
+        fs::read(a.path("roms/vmware/manifest.json")).unwrap(),
+        fs::read(b.path("roms/vmware/manifest.json")).unwrap()
+    );
+}
+
+#[test]
+fn fetches_on_demand_from_the_pinned_url() {
+    let project = Project::new(&[]);
+    let server = HttpServer::serve(fs::read(&project.archive).unwrap());
+    project.write_pin(std::slice::from_ref(&server.url));
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    assert_eq!(server.hits(), 1);
+}
+
+#[test]
+fn an_oversized_rom_is_refused_and_previous_outputs_survive() {
+    let project = Project::new(&[]);
+    project.import();
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    let out = project.path("roms/vmware");
+    let before = read_sums(&out);
+
+    let profile = project.path("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap().replace(
+        "define = [\"VMWARE_SETTINGS\"]",
+        "define = [\"VMWARE_SETTINGS\"]\nset = { FAKE_ROM_BLOCKS = \"140\" }",
+    );
+    fs::write(&profile, text).unwrap();
+    let err = fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "failed their checks; nothing was written",
+    );
+    assert!(
+        err.contains("71680 bytes is over the 65536-byte limit for vmxnet3 by 6144 bytes"),
+        "{err}"
+    );
+    assert_eq!(read_sums(&out), before);
+    assert!(
+        fs::read_dir(project.path("roms")).unwrap().count() == 1,
+        "no staging leftovers"
+    );
+
+    // A profile may raise a NIC's limit where VMware allows it.
+    let text = fs::read_to_string(&profile).unwrap() + "\n[limits]\nvmxnet3 = 262144\n";
+    fs::write(&profile, text).unwrap();
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    assert_ne!(read_sums(&out), before);
+}
+
+#[test]
+fn patches_apply_in_order_or_stop_the_build_naming_file_and_hunk() {
+    let project = Project::new(&[]);
+    project.import();
+    let patch = "--- a/src/core/main.c\n+++ b/src/core/main.c\n@@ -1,3 +1,4 @@\n int main ( void ) {\n+\t/* patched by vsphere-ipxe-rom */\n \treturn 0;\n }\n";
+    fs::write(project.path("ipxe-patches/0001-mark.patch"), patch).unwrap();
+    let profile = project.path("configs/vmware.toml");
+    let original = fs::read_to_string(&profile).unwrap();
+    fs::write(
+        &profile,
+        format!("patches = [\"0001-mark.patch\"]\n{original}"),
+    )
+    .unwrap();
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    let rom = fs::read(project.path("roms/vmware/15ad07b0.rom")).unwrap();
+    assert!(String::from_utf8_lossy(&rom).contains("patched by vsphere-ipxe-rom"));
+    let manifest = Manifest::load(&project.path("roms/vmware/manifest.json")).unwrap();
+    assert_eq!(manifest.patches[0].name, "0001-mark.patch");
+
+    let bad = "--- a/src/core/main.c\n+++ b/src/core/main.c\n@@ -1,3 +1,3 @@\n int main ( int argc ) {\n-\treturn 0;\n+\treturn 1;\n }\n";
+    fs::write(project.path("ipxe-patches/0002-bad.patch"), bad).unwrap();
+    fs::write(
+        &profile,
+        format!("patches = [\"0001-mark.patch\", \"0002-bad.patch\"]\n{original}"),
+    )
+    .unwrap();
+    let before = read_sums(&project.path("roms/vmware"));
+    let err = fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "patch 0002-bad.patch does not apply",
+    );
+    assert!(
+        err.contains("src/core/main.c hunk 1 (@@ -1,3 +1,3 @@): line 1 should be"),
+        "{err}"
+    );
+    assert_eq!(read_sums(&project.path("roms/vmware")), before);
+
+    fs::write(
+        &profile,
+        format!("patches = [\"0003-missing.patch\"]\n{original}"),
+    )
+    .unwrap();
+    fails_with(&build(&project, &["--nic", "vmxnet3"]), "lists patch");
+}
+
+#[test]
+fn embedded_scripts_change_the_bytes_and_the_manifest() {
+    let project = Project::new(&[]);
+    project.import();
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    let plain = read_sums(&project.path("roms/vmware"));
+    fs::write(
+        project.path("configs/boot.ipxe"),
+        "#!ipxe\nset net0/ip 10.0.2.15\nchain http://10.0.2.2/boot.ipxe\n",
+    )
+    .unwrap();
+    let profile = project.path("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap();
+    fs::write(&profile, format!("embed = \"boot.ipxe\"\n{text}")).unwrap();
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    assert_ne!(read_sums(&project.path("roms/vmware")), plain);
+    let rom = fs::read(project.path("roms/vmware/15ad07b0.rom")).unwrap();
+    assert!(String::from_utf8_lossy(&rom).contains("chain http://10.0.2.2/boot.ipxe"));
+    let manifest = Manifest::load(&project.path("roms/vmware/manifest.json")).unwrap();
+    assert_eq!(manifest.profile.inputs[0].name, "boot.ipxe");
+}
+
+#[test]
+fn bad_input_is_named_and_writes_nothing() {
+    let project = Project::new(&[]);
+    project.import();
+    fails_with(
+        &build(&project, &["--nic", "vmxnet4"]),
+        "unknown NIC 'vmxnet4': expected one of vmxnet3, e1000, e1000e, vlance, or all",
+    );
+    fails_with(
+        &build(&project, &["--nic", "vmxnet3", "--profile", "nope"]),
+        "no profile 'nope'",
+    );
+    fails_with(
+        &build(&project, &["--nic", "vmxnet3", "--profile", "ipxe"]),
+        "is the source pin, not a profile",
+    );
+    fs::write(
+        project.path("configs/typo.toml"),
+        "description = \"x\"\n[headers.general]\ndefnes = [\"X\"]\n",
+    )
+    .unwrap();
+    fails_with(
+        &build(&project, &["--nic", "vmxnet3", "--profile", "typo"]),
+        "typo.toml:3:1: unknown field `defnes`",
+    );
+    fs::write(
+        project.path("configs/typo.toml"),
+        "description = \"x\"\n[headers.genral]\nundef = [\"X\"]\n",
+    )
+    .unwrap();
+    fails_with(
+        &build(&project, &["--nic", "vmxnet3", "--profile", "typo"]),
+        "iPXE has no config/genral.h",
+    );
+    fs::create_dir_all(project.path("mine")).unwrap();
+    fs::write(project.path("mine/notes.txt"), "keep").unwrap();
+    fails_with(
+        &build(
+            &project,
+            &[
+                "--nic",
+                "vmxnet3",
+                "--out",
+                project.path("mine").to_str().unwrap(),
+            ],
+        ),
+        "holds files this tool did not write (notes.txt)",
+    );
+    assert!(!project.path("roms").exists(), "nothing was written");
+}
+
+#[test]
+fn docker_build_matches_native_bytes() {
+    let Some(base) = base_image() else { return };
+    let project = Project::new(&[]);
+    project.import();
+    ok(&build(
+        &project,
+        &[
+            "--nic",
+            "all",
+            "--out",
+            project.path("native").to_str().unwrap(),
+        ],
+    ));
+    let run = project.xtask(&[
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "docker",
+        "--base-image",
+        &base,
+        "--out",
+        project.path("docker").to_str().unwrap(),
+    ]);
+    ok(&run);
+    assert_eq!(
+        read_sums(&project.path("docker")),
+        read_sums(&project.path("native"))
+    );
+    let manifest = Manifest::load(&project.path("docker/manifest.json")).unwrap();
+    assert_eq!(manifest.runtime.kind, "docker");
+    assert!(manifest
+        .runtime
+        .image
+        .as_deref()
+        .unwrap_or("")
+        .starts_with("sha256:"));
+    assert!(
+        manifest.toolchain["gcc"].contains("12.2.0"),
+        "{:?}",
+        manifest.toolchain
+    );
+}

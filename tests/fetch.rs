@@ -1,0 +1,178 @@
+//! The source stage end to end: download from a loopback server, digest, cache, offline import,
+//! and every refusal leaving the cache as it was.
+
+mod support;
+
+use std::{fs, path::Path};
+
+use support::*;
+
+fn source_entries(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(cache.join("source"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn download_verifies_caches_and_then_stays_offline() {
+    let project = Project::new(&[]);
+    let server = HttpServer::serve(fs::read(&project.archive).unwrap());
+    project.write_pin(&[dead_url(), server.url.clone()]);
+
+    let first = project.xtask(&["fetch"]);
+    ok(&first);
+    assert!(
+        stdout(&first).contains(&format!("downloaded from {}", server.url)),
+        "{}",
+        stdout(&first)
+    );
+    assert_eq!(server.hits(), 1);
+    assert_eq!(source_entries(&project.cache()), [project.digest.hex()]);
+    let tree = project.cache().join("source").join(project.digest.hex());
+    assert!(tree.join("src/Makefile").is_file());
+
+    let second = project.xtask(&["fetch"]);
+    ok(&second);
+    assert!(
+        stdout(&second).contains("already cached"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(
+        server.hits(),
+        1,
+        "a cached fetch must not touch the network"
+    );
+    ok(&project.xtask(&["fetch", "--offline"]));
+}
+
+#[test]
+fn no_network_fails_fast_naming_the_url_and_the_offline_import() {
+    let project = Project::new(&[]);
+    let url = dead_url();
+    project.write_pin(std::slice::from_ref(&url));
+    let out = project.xtask(&["fetch"]);
+    let err = fails_with(&out, "cannot download iPXE fake");
+    assert!(err.contains(&url), "{err}");
+    assert!(
+        err.contains("cargo xtask fetch --archive ipxe-0123456789ab.tar.gz"),
+        "{err}"
+    );
+    assert!(err.contains("git -C ipxe archive --format=tar.gz"), "{err}");
+    assert!(source_entries(&project.cache()).is_empty());
+    fails_with(
+        &project.xtask(&["fetch", "--offline"]),
+        "is not in the cache",
+    );
+}
+
+#[test]
+fn import_accepts_git_archive_style_tar_and_tar_gz() {
+    let project = Project::new(&[]);
+    let tree = project.path("plain-tree");
+    write_fake_tree(&tree);
+    let plain_tar = project.path("plain.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .args(["--transform", "s,^\\.,ipxe,", "-cf"])
+        .arg(&plain_tar)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{}", stderr(&st));
+    ok(&project.xtask(&["fetch", "--archive", plain_tar.to_str().unwrap()]));
+    assert_eq!(source_entries(&project.cache()), [project.digest.hex()]);
+    ok(&project.xtask(&["fetch", "--archive", project.archive.to_str().unwrap()]));
+}
+
+#[test]
+fn a_flipped_byte_is_refused_with_both_digests_and_nothing_cached() {
+    let project = Project::new(&[]);
+    let tree = project.path("tampered");
+    write_fake_tree(&tree);
+    let main_c = tree.join("src/core/main.c");
+    let mut bytes = fs::read(&main_c).unwrap();
+    bytes[0] ^= 0x01;
+    fs::write(&main_c, bytes).unwrap();
+    let bad = project.path("tampered.tar.gz");
+    write_tar_gz(&tree, "ipxe", &bad);
+
+    let err = fails_with(
+        &project.xtask(&["fetch", "--archive", bad.to_str().unwrap()]),
+        "its tree digest is",
+    );
+    assert!(
+        err.contains(&project.digest.to_string()),
+        "expected digest missing: {err}"
+    );
+    let got = xtask::digest::digest_dir(&tree).unwrap();
+    assert!(
+        err.contains(&got.to_string()),
+        "actual digest missing: {err}"
+    );
+    assert!(
+        source_entries(&project.cache()).is_empty(),
+        "no entry, no leftovers"
+    );
+}
+
+#[test]
+fn truncated_and_foreign_files_are_refused() {
+    let project = Project::new(&[]);
+    let bytes = fs::read(&project.archive).unwrap();
+    let cut = project.path("cut.tar.gz");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &project.xtask(&["fetch", "--archive", cut.to_str().unwrap()]),
+        "truncated or corrupt",
+    );
+    let text = project.path("README.txt");
+    fs::write(&text, "not an archive at all").unwrap();
+    fails_with(
+        &project.xtask(&["fetch", "--archive", text.to_str().unwrap()]),
+        "is not a tar or tar.gz archive",
+    );
+    fails_with(
+        &project.xtask(&["fetch", "--archive", "/nonexistent.tar.gz"]),
+        "no such file",
+    );
+    assert!(source_entries(&project.cache()).is_empty());
+}
+
+#[test]
+fn concurrent_imports_wait_for_each_other_and_leave_one_entry() {
+    let project = Project::new(&[]);
+    let archive = project.archive.to_str().unwrap().to_string();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+            cmd.arg("--project")
+                .arg(project.dir.path())
+                .arg("--cache-dir")
+                .arg(project.cache());
+            cmd.args(["fetch", "--archive", &archive]).spawn().unwrap()
+        })
+        .collect();
+    for mut child in runs {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(source_entries(&project.cache()), [project.digest.hex()]);
+}
+
+#[test]
+fn a_malformed_pin_names_file_line_and_column() {
+    let project = Project::new(&[]);
+    let pin = project.path("configs/ipxe.toml");
+    let text = fs::read_to_string(&pin).unwrap().replace("urls", "url");
+    fs::write(&pin, text).unwrap();
+    fails_with(
+        &project.xtask(&["fetch"]),
+        "ipxe.toml:5:1: unknown field `url`",
+    );
+}

@@ -1,0 +1,230 @@
+//! The real thing: the pinned iPXE source from the tool's own cache, built natively and in
+//! Docker. Skipped, saying how to enable them, where the cache does not hold the pinned source.
+
+mod support;
+
+use std::{fs, path::PathBuf};
+
+use support::*;
+use xtask::{cache::Cache, emit::Manifest, nic::Nic, pin::Pin, romcheck, source};
+
+/// The default profile's design budget for every NIC (52 KiB), leaving room for embedded scripts.
+const DEFAULT_PROFILE_BUDGET: u64 = 53_248;
+
+/// A project with the repository's pin, profiles and Dockerfile, over the tool's real cache.
+struct Real {
+    project: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl Real {
+    fn find() -> Option<Real> {
+        let cache = Cache::locate(None).unwrap();
+        let pin = Pin::load(&repo().join("configs/ipxe.toml")).unwrap();
+        if source::cached(&pin, &cache).is_none() {
+            if let Some(archive) = std::env::var_os("VSPHERE_IPXE_ARCHIVE") {
+                source::import(&pin, &cache, &PathBuf::from(archive)).unwrap();
+            } else {
+                skip(&format!(
+                    "iPXE {} is not in the cache {}; import it with \
+                     `cargo xtask fetch --archive FILE` (or set VSPHERE_IPXE_ARCHIVE=FILE) to run the real-iPXE tests",
+                    pin.version,
+                    cache.root().display()
+                ));
+                return None;
+            }
+        }
+        let project = tempfile::tempdir().unwrap();
+        fs::create_dir_all(project.path().join("configs")).unwrap();
+        fs::create_dir_all(project.path().join("ipxe-patches")).unwrap();
+        for f in ["configs/ipxe.toml", "configs/vmware.toml", "Dockerfile"] {
+            fs::copy(repo().join(f), project.path().join(f)).unwrap();
+        }
+        Some(Real {
+            project,
+            cache: cache.root().to_path_buf(),
+        })
+    }
+
+    fn xtask(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.arg("--project")
+            .arg(self.project.path())
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        cmd.output().unwrap()
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.project.path().join(name)
+    }
+}
+
+fn check_all(dir: &std::path::Path) -> Manifest {
+    let manifest = Manifest::load(&dir.join("manifest.json")).unwrap();
+    for (file, info) in &manifest.roms {
+        let bytes = fs::read(dir.join(file)).unwrap();
+        let nic = Nic::by_name(&info.nic).unwrap();
+        let report = romcheck::check(&bytes, nic, nic.default_limit);
+        assert!(report.ok(), "{file}: {:?}", report.problems);
+        assert!(
+            info.size <= DEFAULT_PROFILE_BUDGET,
+            "{file} is {} bytes, over the default profile's {DEFAULT_PROFILE_BUDGET}",
+            info.size
+        );
+        eprintln!(
+            "{file} ({}): {} bytes, headroom {} under {}",
+            info.nic, info.size, info.headroom, info.limit
+        );
+    }
+    manifest
+}
+
+#[test]
+fn native_and_docker_builds_of_every_nic_are_byte_identical() {
+    let Some(real) = Real::find() else { return };
+    let native = real.out("native");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "native",
+        "--out",
+        native.to_str().unwrap(),
+    ]));
+    let manifest = check_all(&native);
+    assert_eq!(manifest.roms.len(), 3);
+    assert_eq!(
+        manifest.source.commit,
+        "12798ec29aa8a64d8675c4378b99f5fe28447afb"
+    );
+
+    let Some(base) = base_image() else { return };
+    let docker = real.out("docker");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "docker",
+        "--base-image",
+        &base,
+        "--out",
+        docker.to_str().unwrap(),
+    ]));
+    check_all(&docker);
+    assert_eq!(
+        read_sums(&docker),
+        read_sums(&native),
+        "Docker and native ROMs differ"
+    );
+}
+
+#[test]
+fn mrom_and_vlance_targets_pass_their_checks() {
+    let Some(real) = Real::find() else { return };
+    let out = real.out("mrom");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "e1000,e1000e,vlance",
+        "--mrom",
+        "--runtime",
+        "native",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    let names: Vec<&str> = manifest.roms.keys().map(String::as_str).collect();
+    assert_eq!(names, ["10222000.rom", "8086100f.mrom", "808610d3.mrom"]);
+    let mrom = fs::read(out.join("8086100f.mrom")).unwrap();
+    let images = romcheck::parse(&mrom).unwrap();
+    assert_eq!(
+        images.len(),
+        2,
+        "an .mrom is a loader image followed by the body"
+    );
+    assert!(romcheck::check(&mrom, Nic::by_name("e1000").unwrap(), 65_536).ok());
+}
+
+#[test]
+fn a_real_patch_changes_the_rom_and_a_stale_one_stops_the_build() {
+    let Some(real) = Real::find() else { return };
+    let patch = "--- a/src/config/branding.h\n+++ b/src/config/branding.h\n@@ -25,7 +25,7 @@\n  * \"iPXE\".\n  *\n  */\n-#define PRODUCT_NAME \"\"\n+#define PRODUCT_NAME \"vsphere-ipxe-rom test build\"\n #define PRODUCT_SHORT_NAME \"iPXE\"\n #define PRODUCT_URI \"https://ipxe.org\"\n \n";
+    fs::write(
+        real.project
+            .path()
+            .join("ipxe-patches/0001-product-name.patch"),
+        patch,
+    )
+    .unwrap();
+    let profile = real.project.path().join("configs/vmware.toml");
+    let original = fs::read_to_string(&profile).unwrap();
+    fs::write(
+        &profile,
+        format!("patches = [\"0001-product-name.patch\"]\n{original}"),
+    )
+    .unwrap();
+    let patched = real.out("patched");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "native",
+        "--out",
+        patched.to_str().unwrap(),
+    ]));
+    let manifest = Manifest::load(&patched.join("manifest.json")).unwrap();
+    assert_eq!(manifest.patches[0].name, "0001-product-name.patch");
+
+    fs::write(&profile, &original).unwrap();
+    let plain = real.out("plain");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "native",
+        "--out",
+        plain.to_str().unwrap(),
+    ]));
+    assert_ne!(
+        read_sums(&patched),
+        read_sums(&plain),
+        "the patch did not reach the ROM"
+    );
+
+    let stale = patch.replace(
+        "-#define PRODUCT_NAME \"\"",
+        "-#define PRODUCT_NAME \"old\"",
+    );
+    fs::write(
+        real.project.path().join("ipxe-patches/0002-stale.patch"),
+        stale,
+    )
+    .unwrap();
+    fs::write(
+        &profile,
+        format!("patches = [\"0002-stale.patch\"]\n{original}"),
+    )
+    .unwrap();
+    let err = fails_with(
+        &real.xtask(&[
+            "build-rom",
+            "--nic",
+            "vmxnet3",
+            "--runtime",
+            "native",
+            "--out",
+            plain.to_str().unwrap(),
+        ]),
+        "patch 0002-stale.patch does not apply",
+    );
+    assert!(
+        err.contains("src/config/branding.h hunk 1 (@@ -25,7 +25,7 @@): line 28 should be"),
+        "{err}"
+    );
+}
