@@ -307,3 +307,90 @@ fn docker_build_matches_native_bytes() {
         manifest.toolchain
     );
 }
+
+#[test]
+fn the_linked_image_must_keep_the_profiles_promises() {
+    let project = Project::new(&[]);
+    project.import();
+    let profile = project.path("configs/vmware.toml");
+    let original = fs::read_to_string(&profile).unwrap();
+
+    // An explicit [audit] promise: HTTPS stays out, even if someone drops the undef.
+    fs::write(&profile, original.replace("\"DOWNLOAD_PROTO_HTTPS\",", "")).unwrap();
+    let err = fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "does not keep profile",
+    );
+    assert!(
+        err.contains("obj_https is linked although [audit] absent"),
+        "{err}"
+    );
+
+    // A promise derived from the tree: an undef must keep its object out, whatever a patch does.
+    let patch = "--- a/src/core/objs.c\n+++ b/src/core/objs.c\n@@ -3,6 +3,7 @@\n #include <config/general.h>\n #include <config/settings.h>\n \n+void obj_tftp ( void ) {}\n #define OBJ( name ) void obj_ ## name ( void ) {}\n \n OBJ ( ipv4 ) OBJ ( dns ) OBJ ( http ) OBJ ( script ) OBJ ( autoboot_cmd ) OBJ ( ifmgmt_cmd )\n";
+    fs::write(project.path("ipxe-patches/0001-tftp.patch"), patch).unwrap();
+    fs::write(
+        &profile,
+        format!("patches = [\"0001-tftp.patch\"]\n{original}"),
+    )
+    .unwrap();
+    let err = fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "does not keep profile",
+    );
+    assert!(
+        err.contains("obj_tftp is linked although [headers.general] undefines DOWNLOAD_PROTO_TFTP"),
+        "{err}"
+    );
+    assert!(!project.path("roms").exists(), "nothing was written");
+}
+
+#[test]
+fn sizes_and_the_size_budget() {
+    let project = Project::new(&[]);
+    project.import();
+    fails_with(
+        &project.xtask(&["check-size", "--runtime", "native"]),
+        "has no budgets: run cargo xtask check-size --update",
+    );
+    let update = project.xtask(&["check-size", "--update", "--runtime", "native"]);
+    ok(&update);
+    assert!(
+        stdout(&update).contains("vmware/vmxnet3: recorded 16384 bytes"),
+        "{}",
+        stdout(&update)
+    );
+    let budget = fs::read_to_string(project.path("roms/budget.toml")).unwrap();
+    assert!(
+        budget.contains("[vmware.vmxnet3]\nsize = 16384\nallowed_growth = 512\n"),
+        "{budget}"
+    );
+    assert!(budget.contains("[vmware.vmxnet3.objects]\n"), "{budget}");
+    ok(&project.xtask(&["check-size", "--runtime", "native"]));
+
+    // Grow the ROM by 1 KiB: the check fails, names the growth, and --update accepts it.
+    let profile = project.path("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap()
+        + "\n[headers.general.set]\nFAKE_ROM_BLOCKS = \"34\"\n";
+    fs::write(&profile, text).unwrap();
+    let out = project.xtask(&["check-size", "--runtime", "native"]);
+    let err = fails_with(&out, "size budget(s) exceeded");
+    assert!(err.contains("vmware/vmxnet3: 17408 bytes grew 1024 past the budgeted 16384 (allowed growth 512); grew most: general +"), "{err}");
+    ok(&project.xtask(&["check-size", "--update", "--runtime", "native"]));
+    ok(&project.xtask(&["check-size", "--runtime", "native"]));
+
+    let sizes = project.xtask(&["sizes", "--nic", "vmxnet3", "--runtime", "native"]);
+    ok(&sizes);
+    let text = stdout(&sizes);
+    assert!(
+        text.contains("15ad07b0.rom (vmxnet3): 17408 bytes in the ROM"),
+        "{text}"
+    );
+    let objs = text.find("  objs ").unwrap();
+    let main = text.find("  main ").unwrap();
+    assert!(objs < main, "largest first:\n{text}");
+    assert!(
+        text.contains("  core "),
+        "grouped by source directory:\n{text}"
+    );
+}

@@ -228,3 +228,46 @@ fn a_real_patch_changes_the_rom_and_a_stale_one_stops_the_build() {
         "{err}"
     );
 }
+
+#[test]
+fn sizes_audit_and_budget_read_the_real_linked_image() {
+    let Some(real) = Real::find() else { return };
+    let out = real.xtask(&[
+        "sizes",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "native",
+        "--top",
+        "500",
+    ]);
+    ok(&out);
+    let text = stdout(&out);
+    let listed = |obj: &str| {
+        text.lines()
+            .any(|l| l.split_whitespace().next() == Some(obj))
+    };
+    assert!(
+        listed("guestinfo") && listed("http") && listed("vmxnet3"),
+        "{text}"
+    );
+    assert!(
+        !listed("https") && !listed("tls") && !listed("tftp"),
+        "{text}"
+    );
+    assert!(text.contains("arch/x86/interface/vmware"), "{text}");
+
+    fs::create_dir_all(real.project.path().join("roms")).unwrap();
+    fs::copy(
+        repo().join("roms/budget.toml"),
+        real.project.path().join("roms/budget.toml"),
+    )
+    .unwrap();
+    let check = real.xtask(&["check-size", "--runtime", "native"]);
+    ok(&check);
+    assert!(
+        stdout(&check).contains("vmware/vmxnet3: 50176 bytes"),
+        "{}",
+        stdout(&check)
+    );
+}

@@ -14,7 +14,18 @@ $(CONFIG_LOCAL) :
 util/mkrom : util/mkrom.c
 	$(HOST_CC) -O2 -o $@ $<
 
-bin/%.rom : util/mkrom $(CONFIG_LOCAL) core/main.c $(EMBED)
+.PRECIOUS : bin/%.rom.tmp
+
+# The "linked ELF": one object whose obj_<name> symbols depend on the config.
+bin/%.rom.tmp : core/objs.c $(CONFIG_HEADERS) $(CONFIG_LOCAL)
+	mkdir -p bin
+	$(HOST_CC) -c -I. -o $@ core/objs.c
+	{ echo "Linker script and memory map"; echo ".textdata 0x0 0x0"; \
+	  printf ' .text.main 0x0 0x%x bin/blib.a(main.o)\n' $$(cat core/main.c | wc -c); \
+	  printf ' .text.objs 0x0 0x%x bin/blib.a(objs.o)\n' $$(cat core/objs.c | wc -c); \
+	  printf ' .text.general 0x0 0x%x bin/blib.a(general.o)\n' $$(cat config/local/general.h | wc -c); } > $@.map
+
+bin/%.rom : bin/%.rom.tmp util/mkrom $(CONFIG_LOCAL) core/main.c $(EMBED)
 	mkdir -p bin
 	{ echo "$(CROSS)gcc $(GITVERSION) $(STAMP) $(SRCDIR)"; cat $(CONFIG_LOCAL) core/main.c $(EMBED); } > $@.payload
 	./util/mkrom $* $(BLOCKS) $@.payload $@

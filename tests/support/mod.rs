@@ -43,10 +43,18 @@ pub fn write_fake_tree(root: &Path) {
         "int main ( void ) {\n\treturn 0;\n}\n",
     )
     .unwrap();
+    fs::write(src.join("core/objs.c"), include_str!("objs.c")).unwrap();
+    fs::write(src.join("config/config.c"), include_str!("config.c")).unwrap();
     fs::write(src.join("config/local/.gitignore"), "*\n").unwrap();
     for header in ["general", "settings", "sanboot", "console"] {
+        // Like upstream, general.h turns protocols on before the local overrides are read.
+        let defaults = if header == "general" {
+            "#define DOWNLOAD_PROTO_HTTPS\n#define DOWNLOAD_PROTO_TFTP\n"
+        } else {
+            ""
+        };
         let text = format!(
-            "#ifndef CONFIG_{h}_H\n#define CONFIG_{h}_H\n#include <config/local/{header}.h>\n#endif\n",
+            "#ifndef CONFIG_{h}_H\n#define CONFIG_{h}_H\n{defaults}#include <config/local/{header}.h>\n#endif\n",
             h = header.to_uppercase()
         );
         fs::write(src.join(format!("config/{header}.h")), text).unwrap();

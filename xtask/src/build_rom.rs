@@ -11,46 +11,78 @@ use xtask::{
 
 use crate::Ctx;
 
+/// How to build: shared by every command that builds.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct RuntimeArgs {
+    #[arg(long, value_enum, default_value_t = RuntimeChoice::Auto)]
+    pub runtime: RuntimeChoice,
+    /// Base image for the builder container instead of the Dockerfile's pinned one
+    #[arg(long, env = "VSPHERE_IPXE_ROM_BASE_IMAGE", value_name = "IMAGE")]
+    pub base_image: Option<String>,
+    /// Parallel make jobs [default: number of cores]
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+}
+
+/// What to build.
+#[derive(clap::Args)]
+pub struct BuildArgs {
     /// NICs to build for: vmxnet3, e1000, e1000e, vlance, or all (vmxnet3, e1000, e1000e)
     #[arg(long, required = true, value_delimiter = ',')]
-    nic: Vec<String>,
+    pub nic: Vec<String>,
     /// Profile name in configs/, or a path to a profile .toml
     #[arg(long, default_value = "vmware")]
-    profile: String,
+    pub profile: String,
+    /// Build .mrom images for the NICs that have them (e1000, e1000e), as VMware's howto does
+    #[arg(long)]
+    pub mrom: bool,
+    #[command(flatten)]
+    pub how: RuntimeArgs,
+}
+
+impl RuntimeArgs {
+    pub fn request(
+        &self,
+        ctx: &Ctx,
+        profile: &str,
+        nics: Vec<&'static nic::Nic>,
+        mrom: bool,
+    ) -> Request {
+        Request {
+            project: ctx.project.clone(),
+            cache: ctx.cache.clone(),
+            profile: profile.to_string(),
+            nics,
+            mrom,
+            runtime: self.runtime,
+            base_image: self.base_image.clone(),
+            jobs: self
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+}
+
+impl BuildArgs {
+    pub fn request(&self, ctx: &Ctx) -> Result<Request> {
+        Ok(self
+            .how
+            .request(ctx, &self.profile, nic::select(&self.nic)?, self.mrom))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    build: BuildArgs,
     /// Output directory, replaced whole [default: roms/<profile>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = RuntimeChoice::Auto)]
-    runtime: RuntimeChoice,
-    /// Build .mrom images for the NICs that have them (e1000, e1000e), as VMware's howto does
-    #[arg(long)]
-    mrom: bool,
-    /// Base image for the builder container instead of the Dockerfile's pinned one
-    #[arg(long, env = "VSPHERE_IPXE_ROM_BASE_IMAGE", value_name = "IMAGE")]
-    base_image: Option<String>,
-    /// Parallel make jobs [default: number of cores]
-    #[arg(long, short)]
-    jobs: Option<usize>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let sh = Shell::new()?;
-    let nics = nic::select(&args.nic)?;
-    let req = Request {
-        project: ctx.project.clone(),
-        cache: ctx.cache.clone(),
-        profile: args.profile,
-        nics,
-        mrom: args.mrom,
-        runtime: args.runtime,
-        base_image: args.base_image,
-        jobs: args
-            .jobs
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    };
-    let outcome = pipeline::build(&sh, &req)?;
+    let outcome = pipeline::build(&sh, &args.build.request(ctx)?)?;
     let out = args
         .out
         .unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));

@@ -1,12 +1,17 @@
 //! `cargo xtask inspect`: any PCI option ROM, ours or third-party.
 
-use std::{fs, path::PathBuf};
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{self, Write},
+    path::PathBuf,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xtask::{
     nic::Nic,
-    romcheck::{self, CodeType},
+    romcheck::{self, CodeType, Image},
 };
 
 #[derive(clap::Args)]
@@ -22,39 +27,44 @@ pub struct Args {
 #[derive(Serialize)]
 struct Entry {
     file: String,
+    /// The vSphere NIC whose PCI id the first image carries.
     nic: Option<&'static str>,
+    size: u64,
+    /// VMware's limit for that NIC; none for other ids.
+    limit: Option<u64>,
+    images: Vec<Img>,
+    problems: Vec<String>,
+}
+
+/// An image as JSON shows it: PCI ids in hex, as `lspci` writes them.
+#[derive(Serialize)]
+struct Img {
+    pci_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    device_list: Vec<String>,
     #[serde(flatten)]
-    report: romcheck::Report,
+    image: Image,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let mut entries = Vec::new();
     for path in &args.roms {
         let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let first = romcheck::parse(&bytes)
-            .ok()
-            .and_then(|i| i.into_iter().next());
-        let nic = first.as_ref().and_then(|i| Nic::by_pci(i.vendor, i.device));
-        let report = match nic {
-            Some(nic) => romcheck::check(&bytes, nic, nic.default_limit),
-            None => unknown_nic_report(&bytes),
-        };
-        entries.push(Entry {
-            file: path.display().to_string(),
-            nic: nic.map(|n| n.name),
-            report,
-        });
+        entries.push(inspect(path.display().to_string(), &bytes));
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+    let text = if args.json {
+        serde_json::to_string_pretty(&entries)? + "\n"
     } else {
-        for e in &entries {
-            print_table(e);
-        }
+        table(&entries)
+    };
+    // A closed pipe (`| head`) is the reader's choice, not an error.
+    match io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
     let failed: Vec<&str> = entries
         .iter()
-        .filter(|e| !e.report.ok())
+        .filter(|e| !e.problems.is_empty())
         .map(|e| e.file.as_str())
         .collect();
     if !failed.is_empty() {
@@ -68,76 +78,99 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A ROM for a NIC vSphere does not offer: structure checks only, VMware's general limit.
-fn unknown_nic_report(bytes: &[u8]) -> romcheck::Report {
-    let mut problems = Vec::new();
-    let images = romcheck::parse(bytes).unwrap_or_else(|e| {
-        problems.push(e.to_string());
-        Vec::new()
-    });
-    for (i, img) in images.iter().enumerate() {
-        if img.checksum_ok == Some(false) {
-            problems.push(format!("image {} checksum byte is wrong", i + 1));
+fn inspect(file: String, bytes: &[u8]) -> Entry {
+    let first = romcheck::parse(bytes)
+        .ok()
+        .and_then(|i| i.into_iter().next());
+    let nic = first.as_ref().and_then(|i| Nic::by_pci(i.vendor, i.device));
+    let (images, problems, limit) = match nic {
+        Some(nic) => {
+            let r = romcheck::check(bytes, nic, nic.default_limit);
+            (r.images, r.problems, Some(nic.default_limit))
         }
-    }
-    romcheck::Report {
+        None => {
+            let mut problems = Vec::new();
+            let images = romcheck::parse(bytes).unwrap_or_else(|e| {
+                problems.push(e.to_string());
+                Vec::new()
+            });
+            for (i, img) in images.iter().enumerate() {
+                if img.checksum_ok == Some(false) {
+                    problems.push(format!("image {} checksum byte is wrong", i + 1));
+                }
+            }
+            (images, problems, None)
+        }
+    };
+    let images = images
+        .into_iter()
+        .map(|image| Img {
+            pci_id: format!("{:04x}:{:04x}", image.vendor, image.device),
+            device_list: image
+                .device_list
+                .iter()
+                .map(|d| format!("{d:04x}"))
+                .collect(),
+            image,
+        })
+        .collect();
+    Entry {
+        file,
+        nic: nic.map(|n| n.name),
         size: bytes.len() as u64,
-        limit: xtask::nic::VMWARE_ROM_LIMIT,
+        limit,
         images,
         problems,
     }
 }
 
-fn print_table(e: &Entry) {
-    let r = &e.report;
-    let verdict = if r.ok() { "ok" } else { "FAIL" };
-    println!(
-        "{}: {} bytes, limit {} ({}), headroom {}: {verdict}",
-        e.file,
-        r.size,
-        r.limit,
-        e.nic.unwrap_or("no vSphere NIC"),
-        r.headroom()
-    );
-    for (i, img) in r.images.iter().enumerate() {
-        let code = match (img.code_type, &img.efi) {
-            (CodeType::Efi, Some(efi)) => format!(
-                "efi {} {}{}",
-                efi.machine_name(),
-                efi.subsystem_name(),
-                if efi.compressed { " compressed" } else { "" }
+fn table(entries: &[Entry]) -> String {
+    let mut out = String::new();
+    for e in entries {
+        let verdict = if e.problems.is_empty() { "ok" } else { "FAIL" };
+        let limit = match (e.nic, e.limit) {
+            (Some(nic), Some(limit)) => format!(
+                "limit {limit} for {nic}, headroom {}",
+                limit as i64 - e.size as i64
             ),
-            (CodeType::X86Legacy, _) => "x86 legacy".to_string(),
-            (other, _) => format!("{other:?}"),
+            _ => "not a vSphere NIC's PCI id, no size limit".to_string(),
         };
-        let sum = match img.checksum_ok {
-            Some(true) => ", checksum ok",
-            Some(false) => ", CHECKSUM BAD",
-            None => "",
-        };
-        let devices = if img.device_list.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", devices {}",
-                img.device_list
-                    .iter()
-                    .map(|d| format!("{d:04x}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        };
-        println!(
-            "  image {}: @{:#07x} {:>6} bytes {:04x}:{:04x} {code}{sum}{devices}{}",
-            i + 1,
-            img.offset,
-            img.length,
-            img.vendor,
-            img.device,
-            if img.last { ", last" } else { "" }
-        );
+        let _ = writeln!(out, "{}: {} bytes, {limit}: {verdict}", e.file, e.size);
+        for (i, img) in e.images.iter().enumerate() {
+            let image = &img.image;
+            let code = match (image.code_type, &image.efi) {
+                (CodeType::Efi, Some(efi)) => format!(
+                    "efi {} {}{}",
+                    efi.machine_name(),
+                    efi.subsystem_name(),
+                    if efi.compressed { " compressed" } else { "" }
+                ),
+                (CodeType::X86Legacy, _) => "x86 legacy".to_string(),
+                (other, _) => format!("{other:?}"),
+            };
+            let sum = match image.checksum_ok {
+                Some(true) => ", checksum ok",
+                Some(false) => ", CHECKSUM BAD",
+                None => "",
+            };
+            let devices = if img.device_list.is_empty() {
+                String::new()
+            } else {
+                format!(", devices {}", img.device_list.join(" "))
+            };
+            let _ = writeln!(
+                out,
+                "  image {}: @{:#07x} {:>6} bytes {} {code}{sum}{devices}{}",
+                i + 1,
+                image.offset,
+                image.length,
+                img.pci_id,
+                if image.last { ", last" } else { "" }
+            );
+        }
+        for p in &e.problems {
+            let _ = writeln!(out, "  problem: {p}");
+        }
     }
-    for p in &r.problems {
-        println!("  problem: {p}");
-    }
+    out
 }

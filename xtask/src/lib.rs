@@ -4,6 +4,8 @@
 //! → `compile` (make, natively or in a container) → `romcheck` → `emit`. `pipeline` runs them.
 
 pub mod archive;
+pub mod audit;
+pub mod budget;
 pub mod cache;
 pub mod compile;
 pub mod container;

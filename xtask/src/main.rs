@@ -1,8 +1,10 @@
 //! `cargo xtask <command>`: parses flags and calls the command's `run`.
 
 mod build_rom;
+mod check_size;
 mod fetch;
 mod inspect;
+mod sizes;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -34,6 +36,10 @@ enum Command {
     BuildRom(build_rom::Args),
     /// Parse any PCI option ROM and check it against its NIC's limit
     Inspect(inspect::Args),
+    /// Bytes per linked object and per source directory, largest first
+    Sizes(sizes::Args),
+    /// Compare ROM sizes with roms/budget.toml; --update records them
+    CheckSize(check_size::Args),
 }
 
 pub struct Ctx {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
             Command::Fetch(args) => fetch::run(&ctx, args),
             Command::BuildRom(args) => build_rom::run(&ctx, args),
             Command::Inspect(args) => inspect::run(args),
+            Command::Sizes(args) => sizes::run(&ctx, args),
+            Command::CheckSize(args) => check_size::run(&ctx, args),
         }
     };
     match run() {

@@ -1,12 +1,17 @@
 //! The whole build: pinned source → profile and patches → make → checks. Writes nothing to
 //! `--out`; `emit` does that once everything has passed.
 
-use std::{collections::BTreeMap, fs, path::PathBuf};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::PathBuf,
+};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::{
+    audit,
     cache::Cache,
     compile::{self, Inputs, MakeJob, Runtime},
     container,
@@ -48,6 +53,19 @@ pub struct Built {
     pub report: Report,
     /// The linked ELF, for audits of what went in.
     pub elf: PathBuf,
+    /// `obj_<name>` symbols of the linked ELF.
+    pub linked: BTreeSet<String>,
+    /// The profile's promises this image breaks.
+    pub broken: Vec<String>,
+}
+
+impl Built {
+    /// Bytes per linked object, from the link map iPXE writes beside the ELF.
+    pub fn object_sizes(&self) -> Result<BTreeMap<String, u64>> {
+        let mut map = self.elf.clone().into_os_string();
+        map.push(".map");
+        audit::object_sizes(&PathBuf::from(map))
+    }
 }
 
 pub struct Outcome {
@@ -140,6 +158,7 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     };
     compile::make(sh, &runtime, &tree, &job)?;
 
+    let promises = audit::promises(&profile, &audit::config_objects(&tree.src())?);
     let mut roms = Vec::new();
     for nic in &req.nics {
         let f = format(nic);
@@ -147,12 +166,17 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
         let bytes = fs::read(&path)
             .with_context(|| format!("make succeeded but left no {}", path.display()))?;
         let report = romcheck::check(&bytes, nic, profile.limit(nic));
+        let elf = tree.src().join(nic.elf_target(f));
+        let linked = audit::linked_objects(&elf)?;
+        let broken = audit::broken(&promises, &linked);
         roms.push(Built {
             nic,
             file_name: nic.file_name(f),
             bytes,
             report,
-            elf: tree.src().join(nic.elf_target(f)),
+            elf,
+            linked,
+            broken,
         });
     }
     let failed: Vec<String> = roms
@@ -170,11 +194,27 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
     if !failed.is_empty() {
         bail!(
             "{} ROM(s) failed their checks; nothing was written:\n{}\n\
-             Cut more from profile {} (cargo xtask build-rom prints sizes; see the README's size table), \
-             or raise the NIC's limit under [limits] where VMware allows it.",
+             Cut more from profile {} (cargo xtask sizes shows what is largest), or raise the \
+             NIC's limit under [limits] where VMware allows it.",
             failed.len(),
             failed.join("\n"),
             profile.path.display()
+        );
+    }
+    let broken: Vec<String> = roms
+        .iter()
+        .flat_map(|r| {
+            r.broken
+                .iter()
+                .map(move |b| format!("  {} ({}): {b}", r.file_name, r.nic.name))
+        })
+        .collect();
+    if !broken.is_empty() {
+        bail!(
+            "the linked image does not keep profile {}'s promises; nothing was written:\n{}\n\
+             Fix the profile's [headers] or [audit], or the patch that changed what links.",
+            profile.path.display(),
+            broken.join("\n")
         );
     }
 

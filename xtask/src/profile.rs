@@ -36,6 +36,18 @@ pub struct ProfileFile {
     /// Size limits per NIC name where this profile's VMs allow a larger ROM.
     #[serde(default)]
     pub limits: BTreeMap<String, u64>,
+    /// Objects (`obj_<name>` in the linked ELF) that must, or must not, be linked.
+    #[serde(default)]
+    pub audit: AuditSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    #[serde(default)]
+    pub linked: Vec<String>,
+    #[serde(default)]
+    pub absent: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
