@@ -71,6 +71,9 @@ pub struct RomInfo {
     pub limit: u64,
     pub headroom: i64,
     pub sha256: String,
+    /// Whether the linked image can fetch https:// (obj_https linked).
+    #[serde(default)]
+    pub https: bool,
 }
 
 impl Manifest {

@@ -20,3 +20,4 @@ pub mod project;
 pub mod romcheck;
 pub mod source;
 pub mod util;
+pub mod vmconfig;

@@ -5,6 +5,7 @@ mod check_size;
 mod fetch;
 mod inspect;
 mod sizes;
+mod vmx;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -40,6 +41,8 @@ enum Command {
     Sizes(sizes::Args),
     /// Compare ROM sizes with roms/budget.toml; --update records them
     CheckSize(check_size::Args),
+    /// VM configuration (guestinfo and ROM keys) for Terraform, .vmx, govc or JSON
+    Vmx(vmx::Args),
 }
 
 pub struct Ctx {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Command::Inspect(args) => inspect::run(args),
             Command::Sizes(args) => sizes::run(&ctx, args),
             Command::CheckSize(args) => check_size::run(&ctx, args),
+            Command::Vmx(args) => vmx::run(args),
         }
     };
     match run() {

@@ -277,6 +277,7 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
                     limit: r.report.limit,
                     headroom: r.report.headroom(),
                     sha256: util::sha256_hex(&r.bytes),
+                    https: r.linked.contains("https"),
                 };
                 (r.file_name.clone(), info)
             })
