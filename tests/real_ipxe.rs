@@ -265,9 +265,53 @@ fn sizes_audit_and_budget_read_the_real_linked_image() {
     .unwrap();
     let check = real.xtask(&["check-size", "--runtime", "native"]);
     ok(&check);
-    assert!(
-        stdout(&check).contains("vmware/vmxnet3: 50176 bytes"),
-        "{}",
-        stdout(&check)
+    let budget = xtask::budget::Budget::load(&repo().join("roms/budget.toml")).unwrap();
+    let want = format!(
+        "vmware/vmxnet3: {} bytes",
+        budget.0["vmware"]["vmxnet3"].size
     );
+    assert!(stdout(&check).contains(&want), "{}", stdout(&check));
+}
+
+#[test]
+fn the_roms_boot_in_qemu_with_and_without_dhcp() {
+    let Some(real) = Real::find() else { return };
+    if !std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        skip("qemu-system-x86_64 is missing; apt-get install qemu-system-x86 to boot the ROMs");
+        return;
+    }
+    let out = real.xtask(&[
+        "boot-test",
+        "--nic",
+        "all",
+        "--runtime",
+        "native",
+        "--port",
+        "18092",
+    ]);
+    ok(&out);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    for row in &rows {
+        assert_eq!(row[2], "yes", "{text}");
+        let dhcp: u32 = row[5].parse().unwrap();
+        match row[1] {
+            "dhcp" => assert!(dhcp > 0, "{text}"),
+            "static" => assert_eq!(
+                dhcp, 0,
+                "the static-IP boot must send no DHCP packet:\n{text}"
+            ),
+            other => panic!("unexpected path {other}"),
+        }
+    }
 }

@@ -6,7 +6,7 @@
 #define OBJ( name ) void obj_ ## name ( void ) {}
 
 OBJ ( ipv4 ) OBJ ( dns ) OBJ ( http ) OBJ ( script ) OBJ ( autoboot_cmd ) OBJ ( ifmgmt_cmd )
-OBJ ( image_cmd ) OBJ ( poweroff_cmd ) OBJ ( pxe_image ) OBJ ( bzimage ) OBJ ( null_sanboot )
+OBJ ( image_cmd ) OBJ ( nvo_cmd ) OBJ ( poweroff_cmd ) OBJ ( pxe_image ) OBJ ( bzimage ) OBJ ( null_sanboot )
 #ifdef VMWARE_SETTINGS
 OBJ ( guestinfo )
 #endif

@@ -314,20 +314,24 @@ mod tests {
 
     #[test]
     fn sums_loaded_sections_per_object_from_a_link_map() {
-        let map = "Archive member included\n\nLinker script and memory map\n\n\
-.prefix         0x00000000      0xc21\n\
- .prefix        0x00000000      0x4c0 bin/blib.a(pciromprefix.o)\n\
-                0x00000000                _pcirom_start\n\
- .pci_devlist.15ad07b0\n\
-                0x000004f7        0x2 bin/blib.a(vmxnet3.ids.o)\n\
-.textdata       0x00000000    0x13ccc load address 0x00001480\n\
- .text.tcp_open\n\
-                0x00000100       0x80 bin/blib.a(tcp.o)\n\
- .text.tcp_close 0x00000180      0x20 bin/blib.a(tcp.o)\n\
-.bss.textdata   0x00013ce0   0x402270 load address 0x000178d0\n\
- .bss.tcp       0x00013ce0      0x400 bin/blib.a(tcp.o)\n\
-.debug_info     0x00000000    0x927ef\n\
- .debug_info    0x00000000      0x999 bin/blib.a(tcp.o)\n";
+        let map = r"Archive member included
+
+Linker script and memory map
+
+.prefix         0x00000000      0xc21
+ .prefix        0x00000000      0x4c0 bin/blib.a(pciromprefix.o)
+                0x00000000                _pcirom_start
+ .pci_devlist.15ad07b0
+                0x000004f7        0x2 bin/blib.a(vmxnet3.ids.o)
+.textdata       0x00000000    0x13ccc load address 0x00001480
+ .text.tcp_open
+                0x00000100       0x80 bin/blib.a(tcp.o)
+ .text.tcp_close 0x00000180      0x20 bin/blib.a(tcp.o)
+.bss.textdata   0x00013ce0   0x402270 load address 0x000178d0
+ .bss.tcp       0x00013ce0      0x400 bin/blib.a(tcp.o)
+.debug_info     0x00000000    0x927ef
+ .debug_info    0x00000000      0x999 bin/blib.a(tcp.o)
+";
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("x.map"), map).unwrap();
         let sizes = object_sizes(&dir.path().join("x.map")).unwrap();

@@ -104,10 +104,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         );
     }
     println!(
-        "wrote {} ({} runtime, profile {})",
+        "wrote {} ({} runtime, profile {}{})",
         out.display(),
         outcome.runtime.name(),
-        outcome.manifest.profile.name
+        outcome.manifest.profile.name,
+        if outcome.cached {
+            "; inputs unchanged, so from the output cache"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         };
         let outcome = pipeline::build(&sh, &args.how.request(ctx, &profile, nics, false))?;
         for rom in &outcome.roms {
-            let objects = rom.object_sizes()?;
+            let objects = rom.linked.sizes.clone();
             let size = rom.report.size;
             let name = rom.nic.name.to_string();
             if args.update {

@@ -87,7 +87,10 @@ pub fn prepare_tree(
     if !root.join("src/Makefile").is_file() {
         let scratch = cache.scratch("build")?;
         let tree = scratch.path().join("tree");
-        let from = &source.tree;
+        // Copy the contents (`from/.`): the source entry may be reached through a link (verify's
+        // scratch cache), and the link itself must never become the build tree.
+        fs::create_dir(&tree)?;
+        let from = source.tree.join(".");
         cmd!(sh, "cp -a {from} {tree}")
             .quiet()
             .run()
@@ -100,6 +103,12 @@ pub fn prepare_tree(
         }
         fs::rename(&tree, &root)
             .with_context(|| format!("cannot move the build tree to {}", root.display()))?;
+    }
+    if fs::symlink_metadata(&root)?.file_type().is_symlink() {
+        bail!(
+            "{} is a link, not a build tree: delete it and build again",
+            root.display()
+        );
     }
     Ok(BuildTree { root, _lock: lock })
 }

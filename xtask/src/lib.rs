@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod boot;
 pub mod budget;
 pub mod cache;
 pub mod compile;
@@ -17,6 +18,7 @@ pub mod pin;
 pub mod pipeline;
 pub mod profile;
 pub mod project;
+pub mod release;
 pub mod romcheck;
 pub mod source;
 pub mod util;

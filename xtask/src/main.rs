@@ -1,10 +1,14 @@
 //! `cargo xtask <command>`: parses flags and calls the command's `run`.
 
+mod bench;
+mod boot_test;
 mod build_rom;
 mod check_size;
 mod fetch;
 mod inspect;
+mod release_cmd;
 mod sizes;
+mod verify;
 mod vmx;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -43,6 +47,14 @@ enum Command {
     CheckSize(check_size::Args),
     /// VM configuration (guestinfo and ROM keys) for Terraform, .vmx, govc or JSON
     Vmx(vmx::Args),
+    /// Rebuild from scratch in a fresh directory and compare with SHA256SUMS
+    Verify(verify::Args),
+    /// Time cold, no-op and config-only builds (and Docker) against plain make
+    Bench(bench::Args),
+    /// Boot the ROMs in QEMU, with and without DHCP, and check they fetch and report back
+    BootTest(boot_test::Args),
+    /// Build, check, verify and pack every profile for every NIC into dist/
+    Release(release_cmd::Args),
 }
 
 pub struct Ctx {
@@ -64,6 +76,10 @@ fn main() -> ExitCode {
             Command::Sizes(args) => sizes::run(&ctx, args),
             Command::CheckSize(args) => check_size::run(&ctx, args),
             Command::Vmx(args) => vmx::run(args),
+            Command::Verify(args) => verify::run(&ctx, args),
+            Command::Bench(args) => bench::run(&ctx, args),
+            Command::BootTest(args) => boot_test::run(&ctx, args),
+            Command::Release(args) => release_cmd::run(&ctx, args),
         }
     };
     match run() {

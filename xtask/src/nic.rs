@@ -19,6 +19,8 @@ pub struct Nic {
     pub mrom: bool,
     /// Built by `--nic all`.
     pub in_all: bool,
+    /// The QEMU device with this PCI id, for boot tests.
+    pub qemu_device: &'static str,
 }
 
 pub const NICS: &[Nic] = &[
@@ -30,6 +32,7 @@ pub const NICS: &[Nic] = &[
         default_limit: VMWARE_ROM_LIMIT,
         mrom: false,
         in_all: true,
+        qemu_device: "vmxnet3",
     },
     Nic {
         name: "e1000",
@@ -39,6 +42,7 @@ pub const NICS: &[Nic] = &[
         default_limit: VMWARE_ROM_LIMIT,
         mrom: true,
         in_all: true,
+        qemu_device: "e1000-82545em",
     },
     Nic {
         name: "e1000e",
@@ -48,6 +52,7 @@ pub const NICS: &[Nic] = &[
         default_limit: VMWARE_ROM_LIMIT,
         mrom: true,
         in_all: true,
+        qemu_device: "e1000e",
     },
     Nic {
         name: "vlance",
@@ -57,6 +62,7 @@ pub const NICS: &[Nic] = &[
         default_limit: VMWARE_ROM_LIMIT,
         mrom: false,
         in_all: false,
+        qemu_device: "pcnet",
     },
 ];
 

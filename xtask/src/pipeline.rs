@@ -1,5 +1,9 @@
-//! The whole build: pinned source → profile and patches → make → checks. Writes nothing to
-//! `--out`; `emit` does that once everything has passed.
+//! The whole build: pinned source → profile and patches → make → checks and audit. Writes
+//! nothing to `--out`; `emit` does that once everything has passed.
+//!
+//! Results are cached by a key over everything that decides the bytes, so an unchanged build
+//! runs no make at all; a changed one reuses the persistent build tree, so make recompiles only
+//! what the change touches.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -8,6 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
 use crate::{
@@ -51,27 +56,24 @@ pub struct Built {
     pub file_name: String,
     pub bytes: Vec<u8>,
     pub report: Report,
-    /// The linked ELF, for audits of what went in.
-    pub elf: PathBuf,
-    /// `obj_<name>` symbols of the linked ELF.
-    pub linked: BTreeSet<String>,
+    /// What the linked ELF holds: `obj_<name>` symbols and bytes per object (link map).
+    pub linked: Linked,
     /// The profile's promises this image breaks.
     pub broken: Vec<String>,
 }
 
-impl Built {
-    /// Bytes per linked object, from the link map iPXE writes beside the ELF.
-    pub fn object_sizes(&self) -> Result<BTreeMap<String, u64>> {
-        let mut map = self.elf.clone().into_os_string();
-        map.push(".map");
-        audit::object_sizes(&PathBuf::from(map))
-    }
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Linked {
+    pub objects: BTreeSet<String>,
+    pub sizes: BTreeMap<String, u64>,
 }
 
 pub struct Outcome {
     pub manifest: Manifest,
     pub roms: Vec<Built>,
     pub runtime: Runtime,
+    /// Served from the output cache: no make ran.
+    pub cached: bool,
 }
 
 impl Outcome {
@@ -114,7 +116,20 @@ pub fn resolve_runtime(sh: &Shell, req: &Request) -> Result<Runtime> {
     }
 }
 
-pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
+/// Everything a build reads, resolved and validated before anything runs.
+struct Plan {
+    pin: Pin,
+    profile: Profile,
+    patches: Vec<PathBuf>,
+    source: source::Source,
+    config: profile::RenderedConfig,
+    runtime: Runtime,
+    /// Toolchain versions where they are cheap to ask (native); asked of the container on a miss.
+    native_toolchain: Option<Vec<(String, String)>>,
+    targets: Vec<(&'static Nic, RomFormat)>,
+}
+
+fn plan(sh: &Shell, req: &Request) -> Result<Plan> {
     let pin = Pin::load(&req.project.pin_file())?;
     let profile = Profile::load(&req.project.configs(), &req.profile)?;
     let patches: Vec<PathBuf> = profile
@@ -133,11 +148,12 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
         }
     }
     let (source, _) = source::ensure(&pin, &req.cache)?;
+    let config = profile.render(&profile::overridable_headers(&source.tree.join("src"))?)?;
     let runtime = resolve_runtime(sh, req)?;
-    let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name, &runtime)?;
-    let config = profile.render(&profile::overridable_headers(&tree.src())?)?;
-    config.write(&tree.src())?;
-
+    let native_toolchain = match runtime {
+        Runtime::Native { .. } => Some(compile::toolchain(sh, &runtime)?),
+        Runtime::Container(_) => None,
+    };
     let format = |nic: &Nic| {
         if req.mrom && nic.mrom {
             RomFormat::Mrom
@@ -145,8 +161,139 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
             RomFormat::Rom
         }
     };
+    let targets = req.nics.iter().map(|n| (*n, format(n))).collect();
+    Ok(Plan {
+        pin,
+        profile,
+        patches,
+        source,
+        config,
+        runtime,
+        native_toolchain,
+        targets,
+    })
+}
+
+impl Plan {
+    /// Digest of everything that decides the bytes and the manifest.
+    fn key(&self) -> Result<String> {
+        let mut k = format!(
+            "tool {}\nsource {}\ncommit {} {}\nprofile {}\nconfig {}\nruntime {}\n",
+            env!("CARGO_PKG_VERSION"),
+            self.pin.tree_digest,
+            self.pin.commit,
+            self.pin.commit_time,
+            self.profile.sha256,
+            self.config.sha256(),
+            self.runtime.identity(),
+        );
+        for (name, version) in self.native_toolchain.iter().flatten() {
+            k.push_str(&format!("toolchain {name} {version}\n"));
+        }
+        for p in self.patches.iter().chain(&self.profile.files_to_embed()) {
+            k.push_str(&format!("file {} {}\n", p.display(), util::sha256_file(p)?));
+        }
+        for (nic, format) in &self.targets {
+            k.push_str(&format!("target {}\n", nic.file_name(*format)));
+        }
+        Ok(util::sha256_hex(k.as_bytes()))
+    }
+}
+
+/// What the output cache keeps of a build that passed.
+#[derive(Serialize, Deserialize)]
+struct CachedBuild {
+    manifest: Manifest,
+    linked: BTreeMap<String, Linked>,
+}
+
+pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
+    let plan = plan(sh, req)?;
+    let key = plan.key()?;
+    let entry = req.cache.area("outputs")?.join(&key[..32]);
+    if let Some(outcome) = load_cached(&entry, &plan)? {
+        return Ok(outcome);
+    }
+    let outcome = build_fresh(sh, req, plan)?;
+    store(&req.cache, &entry, &outcome)?;
+    Ok(outcome)
+}
+
+fn load_cached(entry: &std::path::Path, plan: &Plan) -> Result<Option<Outcome>> {
+    let Ok(text) = fs::read_to_string(entry.join("result.json")) else {
+        return Ok(None);
+    };
+    let Ok(cached) = serde_json::from_str::<CachedBuild>(&text) else {
+        return Ok(None);
+    };
+    let mut roms = Vec::new();
+    for (nic, format) in &plan.targets {
+        let file_name = nic.file_name(*format);
+        let Ok(bytes) = fs::read(entry.join(&file_name)) else {
+            return Ok(None);
+        };
+        let info = &cached.manifest.roms[&file_name];
+        if util::sha256_hex(&bytes) != info.sha256 {
+            return Ok(None);
+        }
+        let report = romcheck::check(&bytes, nic, plan.profile.limit(nic));
+        let linked = cached.linked.get(&file_name).cloned().unwrap_or_default();
+        roms.push(Built {
+            nic,
+            file_name,
+            bytes,
+            report,
+            linked,
+            broken: Vec::new(),
+        });
+    }
+    Ok(Some(Outcome {
+        manifest: cached.manifest,
+        roms,
+        runtime: plan.runtime.clone(),
+        cached: true,
+    }))
+}
+
+/// Writes the entry whole: a scratch directory renamed into place.
+fn store(cache: &Cache, entry: &std::path::Path, outcome: &Outcome) -> Result<()> {
+    let scratch = cache.scratch("outputs")?;
+    for rom in &outcome.roms {
+        fs::write(scratch.path().join(&rom.file_name), &rom.bytes)?;
+    }
+    let cached = CachedBuild {
+        manifest: outcome.manifest.clone(),
+        linked: outcome
+            .roms
+            .iter()
+            .map(|r| (r.file_name.clone(), r.linked.clone()))
+            .collect(),
+    };
+    fs::write(
+        scratch.path().join("result.json"),
+        serde_json::to_string(&cached)?,
+    )?;
+    if entry.exists() {
+        fs::remove_dir_all(entry)?;
+    }
+    fs::rename(scratch.keep(), entry).with_context(|| format!("cannot store {}", entry.display()))
+}
+
+fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
+    let Plan {
+        pin,
+        profile,
+        patches,
+        source,
+        config,
+        runtime,
+        native_toolchain,
+        targets,
+    } = plan;
+    let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name, &runtime)?;
+    config.write(&tree.src())?;
     let job = MakeJob {
-        targets: req.nics.iter().map(|n| n.make_target(format(n))).collect(),
+        targets: targets.iter().map(|(n, f)| n.make_target(*f)).collect(),
         commit: pin.commit.clone(),
         source_date_epoch: pin.commit_time,
         jobs: req.jobs,
@@ -160,21 +307,24 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
 
     let promises = audit::promises(&profile, &audit::config_objects(&tree.src())?);
     let mut roms = Vec::new();
-    for nic in &req.nics {
-        let f = format(nic);
-        let path = tree.src().join(nic.make_target(f));
+    for (nic, f) in &targets {
+        let path = tree.src().join(nic.make_target(*f));
         let bytes = fs::read(&path)
             .with_context(|| format!("make succeeded but left no {}", path.display()))?;
         let report = romcheck::check(&bytes, nic, profile.limit(nic));
-        let elf = tree.src().join(nic.elf_target(f));
-        let linked = audit::linked_objects(&elf)?;
-        let broken = audit::broken(&promises, &linked);
+        let elf = tree.src().join(nic.elf_target(*f));
+        let mut map = elf.clone().into_os_string();
+        map.push(".map");
+        let linked = Linked {
+            objects: audit::linked_objects(&elf)?,
+            sizes: audit::object_sizes(&PathBuf::from(map))?,
+        };
+        let broken = audit::broken(&promises, &linked.objects);
         roms.push(Built {
             nic,
-            file_name: nic.file_name(f),
+            file_name: nic.file_name(*f),
             bytes,
             report,
-            elf,
             linked,
             broken,
         });
@@ -218,20 +368,20 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
         );
     }
 
-    let inputs = profile
-        .files_to_embed()
-        .iter()
-        .map(|p| {
-            Ok(FileDigest {
-                name: p
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                sha256: util::sha256_file(p)?,
-            })
+    let digest_of = |p: &PathBuf| -> Result<FileDigest> {
+        Ok(FileDigest {
+            name: p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+            sha256: util::sha256_file(p)?,
         })
-        .collect::<Result<Vec<_>>>()?;
+    };
+    let toolchain = match native_toolchain {
+        Some(t) => t,
+        None => compile::toolchain(sh, &runtime)?,
+    };
     let manifest = Manifest {
         tool: format!("vsphere-ipxe-rom {}", env!("CARGO_PKG_VERSION")),
         source: SourceInfo {
@@ -244,22 +394,14 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
             name: profile.name.clone(),
             sha256: profile.sha256.clone(),
             config_sha256: config.sha256(),
-            inputs,
+            inputs: profile
+                .files_to_embed()
+                .iter()
+                .map(digest_of)
+                .collect::<Result<_>>()?,
         },
-        patches: patches
-            .iter()
-            .map(|p| {
-                Ok(FileDigest {
-                    name: p
-                        .file_name()
-                        .unwrap_or_default()
-                        .to_string_lossy()
-                        .into_owned(),
-                    sha256: util::sha256_file(p)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        toolchain: compile::toolchain(sh, &runtime)?.into_iter().collect(),
+        patches: patches.iter().map(digest_of).collect::<Result<_>>()?,
+        toolchain: toolchain.into_iter().collect(),
         runtime: RuntimeInfo {
             kind: runtime.name().to_string(),
             image: match &runtime {
@@ -277,7 +419,7 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
                     limit: r.report.limit,
                     headroom: r.report.headroom(),
                     sha256: util::sha256_hex(&r.bytes),
-                    https: r.linked.contains("https"),
+                    https: r.linked.objects.contains("https"),
                 };
                 (r.file_name.clone(), info)
             })
@@ -287,5 +429,6 @@ pub fn build(sh: &Shell, req: &Request) -> Result<Outcome> {
         manifest,
         roms,
         runtime,
+        cached: false,
     })
 }

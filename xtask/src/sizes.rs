@@ -21,15 +21,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let sh = Shell::new()?;
     let req = args.build.request(ctx)?;
     let outcome = pipeline::build(&sh, &req)?;
+    let pin = xtask::pin::Pin::load(&ctx.project.pin_file())?;
+    let src = ctx.cache.source_dir(&pin.tree_digest).join("src");
     for rom in &outcome.roms {
-        let sizes = rom.object_sizes()?;
+        let sizes = &rom.linked.sizes;
         let total: u64 = sizes.values().sum();
-        let src = rom
-            .elf
-            .parent()
-            .and_then(|b| b.parent())
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default();
         let groups = audit::object_groups(&src, sizes.keys().cloned());
         println!(
             "{} ({}): {} bytes in the ROM (compressed), {} bytes of code and data in {} objects",
@@ -40,7 +36,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             sizes.len()
         );
         let mut by_group: BTreeMap<&str, u64> = BTreeMap::new();
-        for (object, bytes) in &sizes {
+        for (object, bytes) in sizes {
             *by_group.entry(groups[object].as_str()).or_default() += bytes;
         }
         println!(
@@ -54,7 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             );
         }
         println!("  {:<28} {:>8}  group", "object", "bytes");
-        for (object, bytes) in largest_first(&sizes).into_iter().take(args.top) {
+        for (object, bytes) in largest_first(sizes).into_iter().take(args.top) {
             println!("  {object:<28} {bytes:>8}  {}", groups[object.as_str()]);
         }
     }

@@ -69,6 +69,30 @@ pub fn ensure(pin: &Pin, cache: &Cache) -> Result<(Source, Origin)> {
     )
 }
 
+/// A new, empty cache in a temporary directory that shares only the verified source (by link),
+/// so nothing an earlier build left (trees, objects, outputs) can be reused. The source is
+/// digested again first: it is what a from-scratch build trusts.
+pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cache)> {
+    let (src, _) = ensure(pin, cache)?;
+    let now = crate::digest::digest_dir(&src.tree)?;
+    if now != pin.tree_digest {
+        bail!(
+            "the cached source {} has changed since it was verified (digest {now}, pinned {}): \
+             delete it and run cargo xtask fetch again",
+            src.tree.display(),
+            pin.tree_digest
+        );
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("vsphere-ipxe-rom-scratch-")
+        .tempdir()?;
+    let fresh = Cache::at(dir.path().join("cache"));
+    fresh.area("source")?;
+    std::os::unix::fs::symlink(&src.tree, fresh.source_dir(&pin.tree_digest))
+        .context("cannot link the verified source into the scratch cache")?;
+    Ok((dir, fresh))
+}
+
 /// Imports an archive made elsewhere; the same digest check as a download.
 pub fn import(pin: &Pin, cache: &Cache, archive: &Path) -> Result<(Source, Origin)> {
     if !archive.is_file() {

@@ -295,7 +295,8 @@ mod tests {
 
     #[test]
     fn every_bad_input_is_named() {
-        let cases: Vec<(fn(&mut Request), &str)> = vec![
+        type Edit = fn(&mut Request);
+        let cases: Vec<(Edit, &str)> = vec![
             (
                 |r| r.ip = "10.0.0.11".into(),
                 "needs a prefix length, e.g. 10.0.0.11/24",
