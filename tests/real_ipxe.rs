@@ -315,3 +315,238 @@ fn the_roms_boot_in_qemu_with_and_without_dhcp() {
         }
     }
 }
+
+/// A running `openssl s_server -WWW`, stopped on drop.
+struct TlsServer(std::process::Child);
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A CA, and a server certificate for 10.0.2.2 (how the guest reaches this host) signed by it.
+fn lab_ca(dir: &std::path::Path, name: &str) {
+    let ca = format!("{name}-ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=10.0.2.2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+    );
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:10.0.2.2\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
+    let child = std::process::Command::new("openssl")
+        .args([
+            "s_server",
+            "-WWW",
+            "-quiet",
+            "-accept",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "-cert",
+            &format!("../{name}.pem"),
+            "-key",
+            &format!("../{name}.key"),
+            "-cert_chain",
+            &format!("../{name}-ca.pem"),
+        ])
+        .current_dir(dir.join("www"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    TlsServer(child)
+}
+
+#[test]
+fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
+    let Some(real) = Real::find() else { return };
+    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
+        if !std::process::Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
+            return;
+        }
+    }
+    let tls = tempfile::tempdir().unwrap();
+    fs::create_dir(tls.path().join("www")).unwrap();
+    lab_ca(tls.path(), "good");
+    lab_ca(tls.path(), "bad");
+    let report_port = 18095;
+    fs::write(
+        tls.path().join("www/boot.ipxe"),
+        xtask::boot::boot_script(report_port),
+    )
+    .unwrap();
+
+    let configs = real.project.path().join("configs");
+    fs::copy(tls.path().join("good-ca.pem"), configs.join("lab-ca.pem")).unwrap();
+    let profile = fs::read_to_string(repo().join("configs/vmware-https.toml")).unwrap();
+    fs::write(
+        configs.join("vmware-https.toml"),
+        format!("trust = [\"lab-ca.pem\"]\n{profile}"),
+    )
+    .unwrap();
+    let out = real.out("https");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "all",
+        "--profile",
+        "vmware-https",
+        "--runtime",
+        "native",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    assert_eq!(
+        manifest.profile.inputs[0].name, "lab-ca.pem",
+        "the trusted root's digest is in the manifest"
+    );
+    for (file, info) in &manifest.roms {
+        assert!(info.https, "{file} must link HTTPS");
+        assert!(info.size <= 65_536, "{file} is {} bytes", info.size);
+        eprintln!("{file}: {} bytes, headroom {}", info.size, info.headroom);
+    }
+
+    let _good = serve_tls(tls.path(), "good", 18543);
+    for file in manifest.roms.keys() {
+        let rom = out.join(file);
+        let run = real.xtask(&[
+            "boot-test",
+            "--rom",
+            rom.to_str().unwrap(),
+            "--bootfile",
+            "https://10.0.2.2:18543/boot.ipxe",
+            "--port",
+            &report_port.to_string(),
+        ]);
+        ok(&run);
+        eprintln!("{}", stdout(&run));
+    }
+    let _bad = serve_tls(tls.path(), "bad", 18544);
+    let rom = out.join("15ad07b0.rom");
+    let run = real.xtask(&[
+        "boot-test",
+        "--rom",
+        rom.to_str().unwrap(),
+        "--bootfile",
+        "https://10.0.2.2:18544/boot.ipxe",
+        "--port",
+        &report_port.to_string(),
+        "--timeout",
+        "40",
+    ]);
+    fails_with(&run, "1 of 1 boot(s) failed");
+    assert!(
+        stdout(&run).contains("Permission denied"),
+        "iPXE's refusal is on the screen:\n{}",
+        stdout(&run)
+    );
+
+    // vmx takes https:// for this ROM, and refuses it for the default one.
+    let vmx = |rom: &std::path::Path| {
+        real.xtask(&[
+            "vmx",
+            "--nic",
+            "vmxnet3",
+            "--rom-path",
+            "/vmfs/volumes/ds/15ad07b0.rom",
+            "--ip",
+            "10.0.0.11/24",
+            "--gateway",
+            "10.0.0.1",
+            "--dns",
+            "10.0.0.2",
+            "--chain",
+            "https://boot.example/boot.ipxe",
+            "--rom",
+            rom.to_str().unwrap(),
+        ])
+    };
+    ok(&vmx(&rom));
+    let plain = real.out("plain");
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "native",
+        "--out",
+        plain.to_str().unwrap(),
+    ]));
+    fails_with(
+        &vmx(&plain.join("15ad07b0.rom")),
+        "HTTPS is cut from this ROM",
+    );
+}

@@ -135,3 +135,34 @@ fn verify_names_the_first_differing_offset() {
         "or pass --against FILE",
     );
 }
+
+#[test]
+fn a_changed_trusted_root_is_rebuilt_in_place_like_a_clean_build() {
+    let project = Project::new(&[]);
+    project.import();
+    let profile = project.path("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap();
+    fs::write(&profile, format!("trust = [\"root.pem\"]\n{text}")).unwrap();
+    fs::write(
+        project.path("configs/root.pem"),
+        "-----BEGIN CERTIFICATE-----\nfirst root\n",
+    )
+    .unwrap();
+    ok(&build(&project));
+    let first = read_sums(&project.path("roms/vmware"));
+    // Same file name, other content: upstream's Makefile would not notice; the tool must.
+    fs::write(
+        project.path("configs/root.pem"),
+        "-----BEGIN CERTIFICATE-----\nsecond root\n",
+    )
+    .unwrap();
+    ok(&build(&project));
+    assert_ne!(
+        read_sums(&project.path("roms/vmware")),
+        first,
+        "the new root did not reach the ROM"
+    );
+    let rom = fs::read(project.path("roms/vmware/15ad07b0.rom")).unwrap();
+    assert!(String::from_utf8_lossy(&rom).contains("second root"));
+    ok(&project.xtask(&["verify", "--runtime", "native"]));
+}

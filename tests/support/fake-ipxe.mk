@@ -25,7 +25,23 @@ bin/%.rom.tmp : core/objs.c $(CONFIG_HEADERS) $(CONFIG_LOCAL)
 	  printf ' .text.objs 0x0 0x%x bin/blib.a(objs.o)\n' $$(cat core/objs.c | wc -c); \
 	  printf ' .text.general 0x0 0x%x bin/blib.a(general.o)\n' $$(cat config/local/general.h | wc -c); } > $@.map
 
-bin/%.rom : bin/%.rom.tmp util/mkrom $(CONFIG_LOCAL) core/main.c $(EMBED)
+# Like upstream v2.0.0, a TRUST= change is noticed only when the list of names changes: the
+# trusted files' content is not a prerequisite.
+COMMA		:= ,
+TRUSTED_LIST	:= bin/.trusted.list
+TRUST_OLD	:= $(shell cat $(TRUSTED_LIST) 2>/dev/null)
+ifneq ($(TRUST_OLD),$(TRUST))
+$(shell mkdir -p bin; echo "$(TRUST)" > $(TRUSTED_LIST))
+endif
+
+$(TRUSTED_LIST) :
 	mkdir -p bin
-	{ echo "$(CROSS)gcc $(GITVERSION) $(STAMP) $(SRCDIR)"; cat $(CONFIG_LOCAL) core/main.c $(EMBED); } > $@.payload
+	echo "$(TRUST)" > $@
+
+bin/rootcert.txt : $(TRUSTED_LIST)
+	cat /dev/null $(subst $(COMMA), ,$(TRUST)) > $@
+
+bin/%.rom : bin/%.rom.tmp bin/rootcert.txt util/mkrom $(CONFIG_LOCAL) core/main.c $(EMBED)
+	mkdir -p bin
+	{ echo "$(CROSS)gcc $(GITVERSION) $(STAMP) $(SRCDIR)"; cat $(CONFIG_LOCAL) core/main.c $(EMBED) bin/rootcert.txt; } > $@.payload
 	./util/mkrom $* $(BLOCKS) $@.payload $@

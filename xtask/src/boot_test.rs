@@ -23,6 +23,10 @@ pub struct Args {
     /// QEMU device for a --rom whose PCI id is not a vSphere NIC's (e.g. e1000 for 8086:100e)
     #[arg(long)]
     device: Option<String>,
+    /// Boot file URL QEMU's DHCP hands out instead of this server's /boot.ipxe (e.g. an HTTPS
+    /// server you run; its script should report to http://10.0.2.2:PORT/report/...)
+    #[arg(long, value_name = "URL")]
+    bootfile: Option<String>,
     /// Port of the HTTP server on 127.0.0.1 (the guest sees 10.0.2.2)
     #[arg(long, default_value_t = 18080)]
     port: u16,
@@ -51,7 +55,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("vsphere-ipxe-rom-boot-")
         .tempdir()?;
-    let bootfile = format!("http://{}:{}/boot.ipxe", boot::HOST_FROM_GUEST, server.port);
+    let bootfile = args
+        .bootfile
+        .clone()
+        .unwrap_or_else(|| format!("http://{}:{}/boot.ipxe", boot::HOST_FROM_GUEST, server.port));
     let mut cases = Vec::new();
     if !args.rom.is_empty() {
         for rom in &args.rom {
@@ -139,7 +146,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         // Under heavy load SeaBIOS has been seen to skip the option ROM; a ROM that never reaches
         // the network gets one more try, and the table says so.
         let mut note = "";
-        if outcome.first_request.is_none() {
+        if outcome.first_request.is_none() && args.bootfile.is_none() {
             outcome = attempt()?;
             note = " (second try)";
         }
@@ -167,7 +174,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
                 outcome.dhcp_packets
             ));
         }
-        if booted && outcome.http_requests < 2 {
+        if booted && args.bootfile.is_none() && outcome.http_requests < 2 {
             problems.push(format!(
                 "the pcap shows {} HTTP requests, expected 2",
                 outcome.http_requests

@@ -139,19 +139,27 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     let dir = src.join(INPUT_DIR);
     fs::create_dir_all(&dir)?;
     let mut vars = Vec::new();
-    let put = |file: &Path, name: String| -> Result<String> {
+    let put = |file: &Path, name: &str| -> Result<String> {
         let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        util::write_if_changed(&dir.join(&name), &bytes)?;
+        util::write_if_changed(&dir.join(name), &bytes)?;
         Ok(format!("{INPUT_DIR}/{name}"))
     };
+    // iPXE v2.0.0 tracks what TRUST= and CERT= *name*, not the files' content (rootcert_DEPS
+    // lists an undefined $(TRUSTED_FILES)): naming each file by its digest makes any change of
+    // content a change of name, which make does notice. The names never reach the ROM.
+    let by_content = |file: &Path, role: &str| -> Result<String> {
+        put(
+            file,
+            &format!("{role}-{}.pem", &util::sha256_file(file)?[..16]),
+        )
+    };
     if let Some(e) = &inputs.embed {
-        vars.push(format!("EMBED={}", put(e, "embed.ipxe".into())?));
+        vars.push(format!("EMBED={}", put(e, "embed.ipxe")?));
     }
     let trust = inputs
         .trust
         .iter()
-        .enumerate()
-        .map(|(i, f)| put(f, format!("trust-{i}.pem")))
+        .map(|f| by_content(f, "trust"))
         .collect::<Result<Vec<_>>>()?;
     if !trust.is_empty() {
         vars.push(format!("TRUST={}", trust.join(",")));
@@ -159,8 +167,7 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     let certs = inputs
         .certs
         .iter()
-        .enumerate()
-        .map(|(i, f)| put(f, format!("cert-{i}.pem")))
+        .map(|f| by_content(f, "cert"))
         .collect::<Result<Vec<_>>>()?;
     if !certs.is_empty() {
         vars.push(format!("CERT={}", certs.join(",")));

@@ -144,7 +144,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let tar_name = format!("{name}.tar.gz");
     fs::write(
         dist.join(emit::SUMS),
-        release::sums(&dist, &[tar_name.clone()])?,
+        release::sums(&dist, std::slice::from_ref(&tar_name))?,
     )?;
     println!("{}", final_dir.display());
     println!("{} {}", util::sha256_file(&tarball)?, tarball.display());
