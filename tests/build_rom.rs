@@ -394,3 +394,50 @@ fn sizes_and_the_size_budget() {
         "grouped by source directory:\n{text}"
     );
 }
+
+#[test]
+fn auto_falls_back_to_native_when_the_image_cannot_be_built_and_docker_does_not() {
+    let docker = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    if !docker.is_ok_and(|o| o.status.success()) {
+        skip("Docker does not answer; the runtime fallback test needs an engine that answers");
+        return;
+    }
+    let project = Project::new(&[]);
+    project.import();
+    let missing = "vsphere-ipxe-rom-test-missing:none";
+    let auto = project.xtask(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "auto",
+        "--base-image",
+        missing,
+    ]);
+    ok(&auto);
+    let err = stderr(&auto);
+    assert!(
+        err.contains("cannot build the builder image") && err.contains("building natively instead"),
+        "{err}"
+    );
+    assert!(
+        stdout(&auto).contains("(native runtime"),
+        "{}",
+        stdout(&auto)
+    );
+    let strict = project.xtask(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "docker",
+        "--base-image",
+        missing,
+        "--out",
+        project.path("strict").to_str().unwrap(),
+    ]);
+    fails_with(&strict, "cannot build the builder image");
+    assert!(!project.path("strict").exists());
+}

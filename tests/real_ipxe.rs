@@ -37,9 +37,20 @@ impl Real {
         let project = tempfile::tempdir().unwrap();
         fs::create_dir_all(project.path().join("configs")).unwrap();
         fs::create_dir_all(project.path().join("ipxe-patches")).unwrap();
-        for f in ["configs/ipxe.toml", "configs/vmware.toml", "Dockerfile"] {
-            fs::copy(repo().join(f), project.path().join(f)).unwrap();
+        for entry in fs::read_dir(repo().join("configs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                fs::copy(
+                    &path,
+                    project
+                        .path()
+                        .join("configs")
+                        .join(path.file_name().unwrap()),
+                )
+                .unwrap();
+            }
         }
+        fs::copy(repo().join("Dockerfile"), project.path().join("Dockerfile")).unwrap();
         Some(Real {
             project,
             cache: cache.root().to_path_buf(),
@@ -557,9 +568,27 @@ fn an_incremental_build_matches_a_from_scratch_rebuild() {
     // The shared build tree has seen many config changes by now; verify rebuilds in a new
     // scratch cache and compares byte for byte.
     let out = real.out("incremental");
-    ok(&real.xtask(&["build-rom", "--nic", "all", "--runtime", "native", "--out", out.to_str().unwrap()]));
+    ok(&real.xtask(&[
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "native",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     let sums = out.join("SHA256SUMS");
-    let run = real.xtask(&["verify", "--runtime", "native", "--against", sums.to_str().unwrap()]);
+    let run = real.xtask(&[
+        "verify",
+        "--runtime",
+        "native",
+        "--against",
+        sums.to_str().unwrap(),
+    ]);
     ok(&run);
-    assert!(stdout(&run).contains("all 3 ROM(s) rebuilt to the published bytes"), "{}", stdout(&run));
+    assert!(
+        stdout(&run).contains("all 3 ROM(s) rebuilt to the published bytes"),
+        "{}",
+        stdout(&run)
+    );
 }

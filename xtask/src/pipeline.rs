@@ -98,22 +98,31 @@ pub fn resolve_runtime(sh: &Shell, req: &Request) -> Result<Runtime> {
             found
         }
     };
-    match engine {
-        Some(engine) => Ok(Runtime::Container(container::ensure_image(
-            sh,
-            &engine,
-            &req.project.dockerfile(),
-            req.base_image.as_deref(),
-        )?)),
-        None => {
-            let cross = compile::native_cross(sh)?;
+    let image = engine.map(|e| {
+        container::ensure_image(sh, &e, &req.project.dockerfile(), req.base_image.as_deref())
+    });
+    match image {
+        Some(Ok(container)) => Ok(Runtime::Container(container)),
+        // Asked for a container: its failure is the answer.
+        Some(Err(e)) if req.runtime != RuntimeChoice::Auto => Err(e),
+        Some(Err(e)) => {
+            eprintln!("note: {e:#}");
             eprintln!(
-                "note: a native build's bytes match only builds made with the same compiler and binutils; \
-                 --runtime docker gives bytes anyone can reproduce"
+                "note: building natively instead; pass --runtime docker to make this an error"
             );
-            Ok(Runtime::Native { cross })
+            native_runtime(sh)
         }
+        None => native_runtime(sh),
     }
+}
+
+fn native_runtime(sh: &Shell) -> Result<Runtime> {
+    let cross = compile::native_cross(sh)?;
+    eprintln!(
+        "note: a native build's bytes match only builds made with the same compiler and binutils; \
+         --runtime docker gives bytes anyone can reproduce"
+    );
+    Ok(Runtime::Native { cross })
 }
 
 /// Everything a build reads, resolved and validated before anything runs.
