@@ -306,6 +306,23 @@ fn docker_build_matches_native_bytes() {
         "{:?}",
         manifest.toolchain
     );
+    // The image's toolchain versions are asked once and kept under its (content) id.
+    let id = manifest
+        .runtime
+        .image
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let facts = project
+        .cache()
+        .join("images")
+        .join(format!("{id}.toolchain.json"));
+    assert!(
+        fs::read_to_string(&facts).unwrap().contains("12.2.0"),
+        "{}",
+        facts.display()
+    );
 }
 
 #[test]

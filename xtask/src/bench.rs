@@ -132,7 +132,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             jobs: Some(jobs),
         };
         let req = docker_args.request(&docker_ctx, "vmware", nics.clone(), false);
-        pipeline::resolve_runtime(&sh, &req)?;
+        // Image preparation is not timed: building it, and asking it once for its toolchain.
+        let runtime = pipeline::resolve_runtime(&sh, &req)?;
+        pipeline::image_toolchain(&sh, &req.cache, &runtime)?;
         let docker = time(|| pipeline::build(&sh, &req).map(drop))?;
         rows.push(row(
             "cold build-rom (Docker)",

@@ -125,6 +125,35 @@ fn native_runtime(sh: &Shell) -> Result<Runtime> {
     Ok(Runtime::Native { cross })
 }
 
+/// A container image's toolchain versions, asked once per image: an image id names its content,
+/// so the answer never goes stale, and later builds skip three container starts.
+pub fn image_toolchain(
+    sh: &Shell,
+    cache: &Cache,
+    runtime: &Runtime,
+) -> Result<Vec<(String, String)>> {
+    let Runtime::Container(c) = runtime else {
+        return compile::toolchain(sh, runtime);
+    };
+    let id = c.image_id.trim_start_matches("sha256:");
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return compile::toolchain(sh, runtime);
+    }
+    let path = cache.area("images")?.join(format!("{id}.toolchain.json"));
+    if let Some(known) = fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+    {
+        return Ok(known);
+    }
+    let asked = compile::toolchain(sh, runtime)?;
+    let scratch = cache.scratch("images")?;
+    let tmp = scratch.path().join("toolchain.json");
+    fs::write(&tmp, serde_json::to_string(&asked)?)?;
+    fs::rename(&tmp, &path)?;
+    Ok(asked)
+}
+
 /// Everything a build reads, resolved and validated before anything runs.
 struct Plan {
     pin: Pin,
@@ -389,7 +418,7 @@ fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
     };
     let toolchain = match native_toolchain {
         Some(t) => t,
-        None => compile::toolchain(sh, &runtime)?,
+        None => image_toolchain(sh, &req.cache, &runtime)?,
     };
     let manifest = Manifest {
         tool: format!("vsphere-ipxe-rom {}", env!("CARGO_PKG_VERSION")),

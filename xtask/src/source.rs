@@ -69,8 +69,9 @@ pub fn ensure(pin: &Pin, cache: &Cache) -> Result<(Source, Origin)> {
     )
 }
 
-/// A new, empty cache in a temporary directory that shares only the verified source (by link),
-/// so nothing an earlier build left (trees, objects, outputs) can be reused. The source is
+/// A new, empty cache in a temporary directory that shares only the verified source and the
+/// builder images' toolchain versions (by link, both content-addressed), so nothing an earlier
+/// build left (trees, objects, outputs) can be reused. The source is
 /// digested again first: it is what a from-scratch build trusts.
 pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cache)> {
     let (src, _) = ensure(pin, cache)?;
@@ -90,6 +91,9 @@ pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cac
     fresh.area("source")?;
     std::os::unix::fs::symlink(&src.tree, fresh.source_dir(&pin.tree_digest))
         .context("cannot link the verified source into the scratch cache")?;
+    // Facts about builder images are keyed by image id (content), so they are shared too.
+    std::os::unix::fs::symlink(cache.area("images")?, fresh.root().join("images"))
+        .context("cannot link the image facts into the scratch cache")?;
     Ok((dir, fresh))
 }
 
