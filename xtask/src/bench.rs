@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 use xtask::{
-    compile::{self, BuildTree, Runtime},
+    compile::{self, BuildTree, MakeJob, Runtime},
     nic::{self, RomFormat},
     pin::Pin,
     pipeline::{self, RuntimeChoice},
@@ -179,16 +179,21 @@ fn make_plain(
     jobs: usize,
 ) -> Result<()> {
     let src = tree.src();
+    let native = Runtime::Native {
+        cross: compile::native_cross(sh)?,
+    };
+    let job = MakeJob {
+        targets: targets.to_vec(),
+        commit: pin.commit.clone(),
+        source_date_epoch: pin.commit_time,
+        jobs,
+        inputs: Default::default(),
+    };
+    let vars = compile::byte_deciding_vars(&native, &src, &job)?;
     let _d = sh.push_dir(&src);
     let _e = sh.push_env("SOURCE_DATE_EPOCH", pin.commit_time.to_string());
     let jobs = format!("-j{jobs}");
-    let commit = format!("GITVERSION={}", pin.commit);
-    let prefix = format!("EXTRA_CFLAGS=-ffile-prefix-map={}=.", src.display());
-    let cross: Vec<String> = compile::native_cross(sh)?
-        .map(|c| format!("CROSS={c}"))
-        .into_iter()
-        .collect();
-    cmd!(sh, "make {jobs} {commit} {prefix} {cross...} {targets...}")
+    cmd!(sh, "make {jobs} {vars...} {targets...}")
         .quiet()
         .ignore_stdout()
         .ignore_stderr()

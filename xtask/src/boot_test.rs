@@ -210,7 +210,6 @@ fn static_profile(ctx: &Ctx, port: u16) -> Result<PathBuf> {
     let path = dir.join("vmware-boottest.toml");
     let text = format!("# written by cargo xtask boot-test\nembed = \"boot-static.ipxe\"\n{base}");
     xtask::util::write_if_changed(&path, text.as_bytes())?;
-    // Patches are named relative to the project, not to this copy.
     Ok(path)
 }
 

@@ -175,26 +175,31 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     Ok(vars)
 }
 
+/// The make variables that decide the bytes besides the profile's files: the commit for the
+/// version string, the prefix map that keeps the build path out, and the cross prefix.
+pub fn byte_deciding_vars(runtime: &Runtime, src: &Path, job: &MakeJob) -> Result<Vec<String>> {
+    let (src_in_build, cross) = match runtime {
+        Runtime::Native { cross } => (
+            src.to_str()
+                .context("the cache path is not UTF-8")?
+                .to_string(),
+            cross.clone(),
+        ),
+        Runtime::Container(_) => (CONTAINER_SRC.to_string(), Some(CROSS.to_string())),
+    };
+    let mut vars = vec![
+        format!("GITVERSION={}", job.commit),
+        format!("EXTRA_CFLAGS=-ffile-prefix-map={src_in_build}=."),
+    ];
+    vars.extend(cross.map(|c| format!("CROSS={c}")));
+    Ok(vars)
+}
+
 /// Runs make once for every target. Returns the combined output.
 pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> Result<String> {
     let src = tree.src();
     let mut vars = stage_inputs(&src, &job.inputs)?;
-    let src_in_build = match runtime {
-        Runtime::Native { .. } => src
-            .to_str()
-            .context("the cache path is not UTF-8")?
-            .to_string(),
-        Runtime::Container(_) => CONTAINER_SRC.to_string(),
-    };
-    vars.push(format!("GITVERSION={}", job.commit));
-    vars.push(format!("EXTRA_CFLAGS=-ffile-prefix-map={src_in_build}=."));
-    let cross = match runtime {
-        Runtime::Native { cross } => cross.clone(),
-        Runtime::Container(_) => Some(CROSS.to_string()),
-    };
-    if let Some(c) = cross {
-        vars.push(format!("CROSS={c}"));
-    }
+    vars.extend(byte_deciding_vars(runtime, &src, job)?);
     let mut args = vec![format!("-j{}", job.jobs)];
     args.extend(vars);
     args.extend(job.targets.iter().cloned());

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::{emit::Manifest, util};
+use crate::emit::Manifest;
 
 /// What the provenance names besides the ROMs.
 pub struct Provenance<'a> {
@@ -143,13 +143,16 @@ pub fn reproducible_tarball(dir: &Path, out: &Path, mtime: u64) -> Result<()> {
     fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))
 }
 
-/// `SHA256SUMS` over the given files of `dir`, in `sha256sum -c` format.
+/// `SHA256SUMS` over the given files of `dir`, in the format `emit` writes.
 pub fn sums(dir: &Path, files: &[String]) -> Result<String> {
-    let mut out = String::new();
+    let mut contents = BTreeMap::new();
     for f in files {
-        out.push_str(&format!("{} *{f}\n", util::sha256_file(&dir.join(f))?));
+        contents.insert(
+            f.clone(),
+            fs::read(dir.join(f)).with_context(|| format!("cannot read {f}"))?,
+        );
     }
-    Ok(out)
+    Ok(crate::emit::sums_file(&contents))
 }
 
 /// A release version: what goes into directory and file names.
