@@ -67,6 +67,14 @@ impl Real {
         cmd.output().unwrap()
     }
 
+    /// `build-rom --runtime native --out OUT` with the given NIC and profile flags.
+    fn build_native(&self, args: &[&str], out: &std::path::Path) -> std::process::Output {
+        let mut all = vec!["build-rom"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--runtime", "native", "--out", out.to_str().unwrap()]);
+        self.xtask(&all)
+    }
+
     fn out(&self, name: &str) -> PathBuf {
         self.project.path().join(name)
     }
@@ -96,15 +104,7 @@ fn check_all(dir: &std::path::Path) -> Manifest {
 fn native_and_docker_builds_of_every_nic_are_byte_identical() {
     let Some(real) = Real::find() else { return };
     let native = real.out("native");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "all",
-        "--runtime",
-        "native",
-        "--out",
-        native.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "all"], &native));
     let manifest = check_all(&native);
     assert_eq!(manifest.roms.len(), 3);
     assert_eq!(
@@ -137,16 +137,7 @@ fn native_and_docker_builds_of_every_nic_are_byte_identical() {
 fn mrom_and_vlance_targets_pass_their_checks() {
     let Some(real) = Real::find() else { return };
     let out = real.out("mrom");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "e1000,e1000e,vlance",
-        "--mrom",
-        "--runtime",
-        "native",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "e1000,e1000e,vlance", "--mrom"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
     let names: Vec<&str> = manifest.roms.keys().map(String::as_str).collect();
     assert_eq!(names, ["10222000.rom", "8086100f.mrom", "808610d3.mrom"]);
@@ -179,29 +170,13 @@ fn a_real_patch_changes_the_rom_and_a_stale_one_stops_the_build() {
     )
     .unwrap();
     let patched = real.out("patched");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "vmxnet3",
-        "--runtime",
-        "native",
-        "--out",
-        patched.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "vmxnet3"], &patched));
     let manifest = Manifest::load(&patched.join("manifest.json")).unwrap();
     assert_eq!(manifest.patches[0].name, "0001-product-name.patch");
 
     fs::write(&profile, &original).unwrap();
     let plain = real.out("plain");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "vmxnet3",
-        "--runtime",
-        "native",
-        "--out",
-        plain.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "vmxnet3"], &plain));
     assert_ne!(
         read_sums(&patched),
         read_sums(&plain),
@@ -223,15 +198,7 @@ fn a_real_patch_changes_the_rom_and_a_stale_one_stops_the_build() {
     )
     .unwrap();
     let err = fails_with(
-        &real.xtask(&[
-            "build-rom",
-            "--nic",
-            "vmxnet3",
-            "--runtime",
-            "native",
-            "--out",
-            plain.to_str().unwrap(),
-        ]),
+        &real.build_native(&["--nic", "vmxnet3"], &plain),
         "patch 0002-stale.patch does not apply",
     );
     assert!(
@@ -468,17 +435,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     )
     .unwrap();
     let out = real.out("https");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "all",
-        "--profile",
-        "vmware-https",
-        "--runtime",
-        "native",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "all", "--profile", "vmware-https"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
     assert_eq!(
         manifest.profile.inputs[0].name, "lab-ca.pem",
@@ -547,15 +504,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     };
     ok(&vmx(&rom));
     let plain = real.out("plain");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "vmxnet3",
-        "--runtime",
-        "native",
-        "--out",
-        plain.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "vmxnet3"], &plain));
     fails_with(
         &vmx(&plain.join("15ad07b0.rom")),
         "HTTPS is cut from this ROM",
@@ -568,15 +517,7 @@ fn an_incremental_build_matches_a_from_scratch_rebuild() {
     // The shared build tree has seen many config changes by now; verify rebuilds in a new
     // scratch cache and compares byte for byte.
     let out = real.out("incremental");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "all",
-        "--runtime",
-        "native",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    ok(&real.build_native(&["--nic", "all"], &out));
     let sums = out.join("SHA256SUMS");
     let run = real.xtask(&[
         "verify",
