@@ -1,5 +1,6 @@
 # The builder image for vsphere-ipxe-rom: a pinned Debian base and pinned toolchain packages.
-# The build itself runs with no network, as a non-root user (cargo xtask build-rom --runtime docker).
+# The build itself runs with no network, a read-only root, no capabilities, and the invoking
+# user's uid:gid (cargo xtask build-rom --runtime docker); `builder` is for interactive use.
 #
 # BASE is pinned by digest. Where no registry is reachable, pass a local image instead:
 #   cargo xtask build-rom --base-image my-bookworm:local ...   (or VSPHERE_IPXE_ROM_BASE_IMAGE)
@@ -17,6 +18,9 @@ ARG LZMA_VERSION=5.4.1-1+deb12u1
 # iPXE is compiled with the x86_64-linux-gnu- toolchain on every host: on amd64 that is Debian's
 # own gcc; elsewhere it is the cross compiler of the same gcc release. libc6-dev, liblzma-dev and
 # perl are for the host tools iPXE builds and runs (util/zbin compresses the ROM with LZMA).
+# Shared libraries are listed by their /usr/lib path, not through the /lib symlink: on
+# fuse-overlayfs storage each hop through that link is a round trip to the FUSE daemon, paid
+# by every process the build starts.
 RUN set -eu; \
     arch="$(dpkg --print-architecture)"; \
     if [ "$arch" = amd64 ]; then \
@@ -29,6 +33,8 @@ RUN set -eu; \
         $cc make=$MAKE_VERSION libc6-dev=$LIBC_VERSION liblzma-dev=$LZMA_VERSION perl; \
     rm -rf /var/lib/apt/lists/*; \
     x86_64-linux-gnu-gcc --version; \
+    printf '/usr/lib/%s\n' "$(gcc -print-multiarch)" > /etc/ld.so.conf.d/00-usr-first.conf; \
+    ldconfig; \
     useradd --uid 10001 --user-group --no-create-home --home-dir /tmp builder
 
 USER builder

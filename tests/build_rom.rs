@@ -323,6 +323,21 @@ fn docker_build_matches_native_bytes() {
         "{}",
         facts.display()
     );
+    // The container ran as the invoking user: what it wrote is the user's.
+    use std::os::unix::fs::MetadataExt;
+    let me: u32 = stdout(&Command::new("id").arg("-u").output().unwrap())
+        .trim()
+        .parse()
+        .unwrap();
+    let mut checked = 0;
+    for tree in fs::read_dir(project.cache().join("build")).unwrap() {
+        let rom = tree.unwrap().path().join("src/bin/15ad07b0.rom");
+        if rom.exists() {
+            assert_eq!(fs::metadata(&rom).unwrap().uid(), me, "{}", rom.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "a native and a Docker build tree");
 }
 
 #[test]
@@ -457,4 +472,107 @@ fn auto_falls_back_to_native_when_the_image_cannot_be_built_and_docker_does_not(
     ]);
     fails_with(&strict, "cannot build the builder image");
     assert!(!project.path("strict").exists());
+}
+
+/// On fuse-overlayfs storage the build reads its toolchain from a volume copied from the image;
+/// a copy that was cut short (no mark, not recorded) is thrown away and made again.
+#[test]
+fn a_cut_short_toolchain_volume_is_filled_again() {
+    let Some(base) = base_image() else { return };
+    let driver = docker(&["info", "--format", "{{.Driver}}"]);
+    if !driver.contains("fuse-overlayfs") {
+        skip(&format!(
+            "Docker's storage driver is {driver}: the image is served directly and no toolchain \
+             volume is made"
+        ));
+        return;
+    }
+    let project = Project::new(&[]);
+    project.import();
+    // An image of its own, so no other test's build shares the volume this one breaks.
+    let mut dockerfile = fs::read_to_string(project.path("Dockerfile")).unwrap();
+    dockerfile.push_str("LABEL vsphere-ipxe-rom.test=\"toolchain volume\"\n");
+    fs::write(project.path("Dockerfile"), dockerfile).unwrap();
+    let docker_build = |out: &str| {
+        project.xtask(&[
+            "build-rom",
+            "--nic",
+            "vmxnet3",
+            "--runtime",
+            "docker",
+            "--base-image",
+            &base,
+            "--out",
+            project.path(out).to_str().unwrap(),
+        ])
+    };
+    let first = docker_build("first");
+    ok(&first);
+    let id = Manifest::load(&project.path("first/manifest.json"))
+        .unwrap()
+        .runtime
+        .image
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let volume = format!("vsphere-ipxe-rom-usr-{}", &id[..16]);
+    let _cleanup = RemoveOnDrop(vec![
+        vec!["volume".into(), "rm".into(), volume.clone()],
+        vec!["rmi".into(), id.clone()],
+    ]);
+    assert!(
+        stderr(&first).contains(&format!("into volume {volume}")),
+        "{}",
+        stderr(&first)
+    );
+    let label = "{{index .Labels \"vsphere-ipxe-rom.usr-of\"}}";
+    assert_eq!(
+        docker(&["volume", "inspect", "--format", label, &volume]),
+        id
+    );
+
+    // Cut short: a volume holding something, but not the toolchain and no mark.
+    fs::remove_file(project.cache().join(format!("images/{id}.usr-volume"))).unwrap();
+    fs::remove_dir_all(project.cache().join("outputs")).unwrap();
+    docker(&["volume", "rm", &volume]);
+    docker(&["volume", "create", &volume]);
+    let partial = format!("type=volume,src={volume},dst=/v");
+    docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        &partial,
+        &base,
+        "touch",
+        "/v/partial",
+    ]);
+
+    let again = docker_build("again");
+    ok(&again);
+    assert!(
+        stderr(&again).contains(&format!("into volume {volume}")),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        read_sums(&project.path("again")),
+        read_sums(&project.path("first"))
+    );
+}
+
+/// Docker commands that undo a test's volume and image, passed or failed.
+struct RemoveOnDrop(Vec<Vec<String>>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for args in &self.0 {
+            let _ = Command::new("docker").args(args).output();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}:\n{}", stderr(&out));
+    stdout(&out).trim().to_string()
 }

@@ -70,6 +70,16 @@ impl Cache {
             .context("cannot create a scratch directory")
     }
 
+    /// Writes `area/name` whole (scratch file, then rename), so a reader never sees half of it.
+    pub fn put(&self, area: &str, name: &str, content: &[u8]) -> Result<PathBuf> {
+        let scratch = self.scratch(area)?;
+        let tmp = scratch.path().join(name);
+        fs::write(&tmp, content)?;
+        let path = self.area(area)?.join(name);
+        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
     /// Takes an exclusive lock named `name`, waiting (and saying so) while another run holds it.
     pub fn lock(&self, name: &str) -> Result<Lock> {
         let path = self.area("locks")?.join(format!("{name}.lock"));

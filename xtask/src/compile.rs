@@ -29,6 +29,9 @@ pub struct Container {
     pub engine: String,
     pub image: String,
     pub image_id: String,
+    /// A named volume holding a copy of the image's `/usr`, mounted over it for the build
+    /// (see [`crate::container::toolchain_volume`]).
+    pub usr_volume: Option<String>,
 }
 
 impl Runtime {
@@ -223,6 +226,8 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
                 "--network=none".into(),
                 "--read-only".into(),
                 "--tmpfs=/tmp:exec".into(),
+                "--cap-drop=ALL".into(),
+                "--security-opt=no-new-privileges".into(),
                 format!("--user={user}"),
                 format!("--volume={mount}"),
                 format!("--workdir={CONTAINER_SRC}"),
@@ -233,6 +238,9 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
             ];
             if engine == "podman" {
                 opts.push("--userns=keep-id".into());
+            }
+            if let Some(v) = &c.usr_volume {
+                opts.push(format!("--mount=type=volume,src={v},dst=/usr,readonly"));
             }
             cmd!(sh, "{engine} run {opts...} {image} make {args...}")
         }
@@ -270,23 +278,22 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     Ok(log)
 }
 
-/// The image's unprivileged user, for when the host user is root.
-const BUILDER_UID: u32 = 10001;
-
-/// The host's uid:gid, so the files the container writes stay the user's; never root: a root
-/// host hands the tree to the image's unprivileged `builder` user instead.
+/// The invoking user's uid:gid, so the container can do no more than the user can and what it
+/// writes stays the user's. A root invoker's build runs as uid 0 with every capability dropped
+/// (see [`make`]): it can write only its own tree and `/tmp`, and it is the owner of the
+/// container's `/`, which on fuse-overlayfs spares every path lookup a permission round trip to
+/// the FUSE daemon (an unprivileged uid made the Docker build a third slower there).
+///
+/// A tree left by another user (an earlier run under sudo, say) is taken over when the invoker
+/// is root; a capability-less uid 0 could not write it.
 fn container_user(sh: &Shell, tree: &Path) -> Result<String> {
     use std::os::unix::fs::MetadataExt;
     let uid: u32 = cmd!(sh, "id -u").quiet().read()?.trim().parse()?;
     let gid: u32 = cmd!(sh, "id -g").quiet().read()?.trim().parse()?;
-    if uid != 0 {
-        return Ok(format!("{uid}:{gid}"));
+    if uid == 0 && fs::metadata(tree)?.uid() != 0 {
+        cmd!(sh, "chown -R 0:0 {tree}").quiet().run()?;
     }
-    if fs::metadata(tree)?.uid() != BUILDER_UID {
-        let owner = format!("{BUILDER_UID}:{BUILDER_UID}");
-        cmd!(sh, "chown -R {owner} {tree}").quiet().run()?;
-    }
-    Ok(format!("{BUILDER_UID}:{BUILDER_UID}"))
+    Ok(format!("{uid}:{gid}"))
 }
 
 /// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain

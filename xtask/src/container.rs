@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{compile::Container, util};
+use crate::{cache::Cache, compile::Container, util};
 
 pub const ENGINES: &[&str] = &["docker", "podman"];
 
@@ -74,7 +74,127 @@ pub fn ensure_image(
         engine: engine.to_string(),
         image,
         image_id,
+        usr_volume: None,
     })
+}
+
+/// Whether the engine serves container filesystems through fuse-overlayfs (rootless engines,
+/// and hosts without kernel overlay support): there, every file a process opens on the image
+/// is a round trip to one user-space daemon.
+pub fn fuse_backed(sh: &Shell, engine: &str) -> bool {
+    let format = match engine {
+        "podman" => "{{.Store.GraphOptions}}",
+        _ => "{{.Driver}}",
+    };
+    cmd!(sh, "{engine} info --format {format}")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|answer| answer.contains("fuse-overlayfs"))
+}
+
+/// Label on the toolchain volumes, naming the image whose `/usr` each one copies; list or
+/// remove them with `docker volume ls --filter label=vsphere-ipxe-rom.usr-of`.
+const VOLUME_LABEL: &str = "vsphere-ipxe-rom.usr-of";
+
+/// Marks a finished fill; a volume without it may be a fill cut short.
+const FILLED: &str = "/usr/.vsphere-ipxe-rom-filled";
+
+/// On fuse-overlayfs storage, a named volume holding a copy of the image's `/usr` (compiler,
+/// binutils, headers, libraries), to be mounted read-only over it: the host's own filesystem
+/// then serves what thousands of compiler runs read. Elsewhere `None`: the image is served
+/// directly.
+///
+/// The engine fills an empty named volume from the image when it first mounts it; the same run
+/// then marks the fill finished. One fill at a time on a host; an unmarked volume is removed and
+/// filled again. Named by image id, so it never goes stale, and recorded in the cache so later
+/// builds need not look inside it.
+pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Option<String>> {
+    if !fuse_backed(sh, &c.engine) {
+        return Ok(None);
+    }
+    let id = c.image_id.trim_start_matches("sha256:");
+    if id.len() < 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "{} reported image id {:?}, not a sha256 digest",
+            c.engine,
+            c.image_id
+        );
+    }
+    let (engine, image) = (&c.engine, &c.image);
+    let name = format!("vsphere-ipxe-rom-usr-{}", &id[..16]);
+    let record_name = format!("{id}.usr-volume");
+    let recorded = cache.area("images")?.join(&record_name).is_file();
+    let exists = || {
+        cmd!(sh, "{engine} volume inspect {name}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    };
+    if recorded && exists() {
+        return Ok(Some(name));
+    }
+    let _lock = host_lock(&name)?;
+    let read_only = format!("--mount=type=volume,src={name},dst=/usr,readonly");
+    let marked = || {
+        cmd!(
+            sh,
+            "{engine} run --rm --network=none {read_only} {image} test -e {FILLED}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    };
+    if !(exists() && marked()) {
+        if exists() {
+            cmd!(sh, "{engine} volume rm {name}")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .with_context(|| {
+                    format!(
+                        "volume {name} holds a copy of the toolchain that was cut short and                          cannot be removed; remove it with `{engine} volume rm {name}` once no                          container uses it"
+                    )
+                })?;
+        }
+        eprintln!("copying the builder image's /usr into volume {name} (once per image)");
+        let label = format!("--label={VOLUME_LABEL}={id}");
+        let writable = format!("--mount=type=volume,src={name},dst=/usr");
+        cmd!(sh, "{engine} volume create {label} {name}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .and_then(|()| {
+                cmd!(
+                    sh,
+                    "{engine} run --rm --network=none --user=0:0 --cap-drop=ALL {writable} {image} touch {FILLED}"
+                )
+                .quiet()
+                .run()
+            })
+            .with_context(|| format!("cannot fill volume {name} from {image}"))?;
+    }
+    cache.put("images", &record_name, name.as_bytes())?;
+    Ok(Some(name))
+}
+
+/// A lock shared by every cache on this host (the engine's volumes are too).
+fn host_lock(name: &str) -> Result<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .or_else(|_| std::fs::File::open(&path))
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(file)
 }
 
 fn image_id(sh: &Shell, engine: &str, image: &str) -> Result<String> {

@@ -147,10 +147,11 @@ pub fn image_toolchain(
         return Ok(known);
     }
     let asked = compile::toolchain(sh, runtime)?;
-    let scratch = cache.scratch("images")?;
-    let tmp = scratch.path().join("toolchain.json");
-    fs::write(&tmp, serde_json::to_string(&asked)?)?;
-    fs::rename(&tmp, &path)?;
+    cache.put(
+        "images",
+        &format!("{id}.toolchain.json"),
+        serde_json::to_string(&asked)?.as_bytes(),
+    )?;
     Ok(asked)
 }
 
@@ -330,6 +331,13 @@ fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
     } = plan;
     let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name, &runtime)?;
     config.write(&tree.src())?;
+    let runtime = match runtime {
+        Runtime::Container(c) => Runtime::Container(compile::Container {
+            usr_volume: container::toolchain_volume(sh, &req.cache, &c)?,
+            ..c
+        }),
+        native => native,
+    };
     let job = MakeJob {
         targets: targets.iter().map(|(n, f)| n.make_target(*f)).collect(),
         commit: pin.commit.clone(),
