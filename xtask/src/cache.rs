@@ -82,26 +82,32 @@ impl Cache {
 
     /// Takes an exclusive lock named `name`, waiting (and saying so) while another run holds it.
     pub fn lock(&self, name: &str) -> Result<Lock> {
-        let path = self.area("locks")?.join(format!("{name}.lock"));
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open the lock {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                eprintln!("waiting for another run that holds {} ...", path.display());
-                file.lock()
-                    .with_context(|| format!("cannot lock {}", path.display()))?;
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
-        Ok(Lock { _file: file })
+        lock_file(&self.area("locks")?.join(format!("{name}.lock")))
     }
+}
+
+/// An exclusive lock on the file at `path`, waiting (and saying so) while another run holds it.
+/// A lock file another user made is locked through a read-only handle.
+pub fn lock_file(path: &Path) -> Result<Lock> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .or_else(|_| fs::File::open(path))
+        .with_context(|| format!("cannot open the lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            eprintln!("waiting for another run that holds {} ...", path.display());
+            file.lock()
+                .with_context(|| format!("cannot lock {}", path.display()))?;
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+    Ok(Lock { _file: file })
 }
 
 fn xdg_cache_home() -> Result<PathBuf> {

@@ -34,6 +34,13 @@ pub struct Container {
     pub usr_volume: Option<String>,
 }
 
+impl Container {
+    /// The image id's hex digest, without the `sha256:` docker puts in front.
+    pub fn digest(&self) -> &str {
+        self.image_id.trim_start_matches("sha256:")
+    }
+}
+
 impl Runtime {
     /// What distinguishes one runtime's objects from another's.
     pub fn identity(&self) -> String {

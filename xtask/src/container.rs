@@ -5,7 +5,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{cache::Cache, compile::Container, util};
+use crate::{
+    cache::{self, Cache},
+    compile::Container,
+    util,
+};
 
 pub const ENGINES: &[&str] = &["docker", "podman"];
 
@@ -113,14 +117,7 @@ pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Opti
     if !fuse_backed(sh, &c.engine) {
         return Ok(None);
     }
-    let id = c.image_id.trim_start_matches("sha256:");
-    if id.len() < 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!(
-            "{} reported image id {:?}, not a sha256 digest",
-            c.engine,
-            c.image_id
-        );
-    }
+    let id = c.digest();
     let (engine, image) = (&c.engine, &c.image);
     let name = format!("vsphere-ipxe-rom-usr-{}", &id[..16]);
     let record_name = format!("{id}.usr-volume");
@@ -136,7 +133,8 @@ pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Opti
     if recorded && exists() {
         return Ok(Some(name));
     }
-    let _lock = host_lock(&name)?;
+    // Shared by every cache on this host, as the engine's volumes are.
+    let _lock = cache::lock_file(&std::env::temp_dir().join(format!("{name}.lock")))?;
     let read_only = format!("--mount=type=volume,src={name},dst=/usr,readonly");
     let marked = || {
         cmd!(
@@ -157,7 +155,9 @@ pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Opti
                 .run()
                 .with_context(|| {
                     format!(
-                        "volume {name} holds a copy of the toolchain that was cut short and                          cannot be removed; remove it with `{engine} volume rm {name}` once no                          container uses it"
+                        "volume {name} holds a copy of the toolchain that was cut short and cannot be \
+                         removed; remove it with `{engine} volume rm {name}` once no container \
+                         uses it, then build again"
                     )
                 })?;
         }
@@ -176,31 +176,30 @@ pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Opti
                 .quiet()
                 .run()
             })
-            .with_context(|| format!("cannot fill volume {name} from {image}"))?;
+            .with_context(|| {
+                format!(
+                    "cannot fill volume {name} from {image} (it takes about 400 MB of the \
+                     engine's disk); {engine}'s message above says why"
+                )
+            })?;
     }
     cache.put("images", &record_name, name.as_bytes())?;
     Ok(Some(name))
 }
 
-/// A lock shared by every cache on this host (the engine's volumes are too).
-fn host_lock(name: &str) -> Result<std::fs::File> {
-    let path = std::env::temp_dir().join(format!("{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .or_else(|_| std::fs::File::open(&path))
-        .with_context(|| format!("cannot open the lock {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
-    Ok(file)
-}
-
+/// The image's content id, checked to be a sha256 digest: caches and volume names are keyed by it.
 fn image_id(sh: &Shell, engine: &str, image: &str) -> Result<String> {
     let format = "{{.Id}}";
-    Ok(cmd!(sh, "{engine} image inspect --format {format} {image}")
+    let id = cmd!(sh, "{engine} image inspect --format {format} {image}")
         .quiet()
         .ignore_stderr()
-        .read()?)
+        .read()?;
+    let hex = id.trim_start_matches("sha256:");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!(
+            "{engine} reported image id {id:?} for {image}, not a sha256 digest; the build \
+             needs an engine that names images by content (Docker or Podman), or --runtime native"
+        );
+    }
+    Ok(id)
 }

@@ -135,10 +135,7 @@ pub fn image_toolchain(
     let Runtime::Container(c) = runtime else {
         return compile::toolchain(sh, runtime);
     };
-    let id = c.image_id.trim_start_matches("sha256:");
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return compile::toolchain(sh, runtime);
-    }
+    let id = c.digest();
     let path = cache.area("images")?.join(format!("{id}.toolchain.json"));
     if let Some(known) = fs::read_to_string(&path)
         .ok()
