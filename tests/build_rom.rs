@@ -14,6 +14,22 @@ fn build(project: &Project, extra: &[&str]) -> std::process::Output {
     project.xtask(&args)
 }
 
+/// `build-rom --runtime docker` for `nic` on `base`, into `project/out`.
+fn build_in_docker(project: &Project, nic: &str, base: &str, out: &str) -> std::process::Output {
+    let out = project.path(out);
+    project.xtask(&[
+        "build-rom",
+        "--nic",
+        nic,
+        "--runtime",
+        "docker",
+        "--base-image",
+        base,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 #[test]
 fn builds_checks_and_emits_every_nic() {
     let project = Project::new(&[]);
@@ -277,17 +293,7 @@ fn docker_build_matches_native_bytes() {
             project.path("native").to_str().unwrap(),
         ],
     ));
-    let run = project.xtask(&[
-        "build-rom",
-        "--nic",
-        "all",
-        "--runtime",
-        "docker",
-        "--base-image",
-        &base,
-        "--out",
-        project.path("docker").to_str().unwrap(),
-    ]);
+    let run = build_in_docker(&project, "all", &base, "docker");
     ok(&run);
     assert_eq!(
         read_sums(&project.path("docker")),
@@ -459,17 +465,7 @@ fn auto_falls_back_to_native_when_the_image_cannot_be_built_and_docker_does_not(
         "{}",
         stdout(&auto)
     );
-    let strict = project.xtask(&[
-        "build-rom",
-        "--nic",
-        "vmxnet3",
-        "--runtime",
-        "docker",
-        "--base-image",
-        missing,
-        "--out",
-        project.path("strict").to_str().unwrap(),
-    ]);
+    let strict = build_in_docker(&project, "vmxnet3", missing, "strict");
     fails_with(&strict, "cannot build the builder image");
     assert!(!project.path("strict").exists());
 }
@@ -493,19 +489,7 @@ fn a_cut_short_toolchain_volume_is_filled_again() {
     let mut dockerfile = fs::read_to_string(project.path("Dockerfile")).unwrap();
     dockerfile.push_str("LABEL vsphere-ipxe-rom.test=\"toolchain volume\"\n");
     fs::write(project.path("Dockerfile"), dockerfile).unwrap();
-    let docker_build = |out: &str| {
-        project.xtask(&[
-            "build-rom",
-            "--nic",
-            "vmxnet3",
-            "--runtime",
-            "docker",
-            "--base-image",
-            &base,
-            "--out",
-            project.path(out).to_str().unwrap(),
-        ])
-    };
+    let docker_build = |out: &str| build_in_docker(&project, "vmxnet3", &base, out);
     let first = docker_build("first");
     ok(&first);
     let id = Manifest::load(&project.path("first/manifest.json"))
