@@ -91,11 +91,60 @@ fn a_rom_that_cannot_boot_fails_and_shows_the_screen() {
     fails_with(&out, "1 of 1 boot(s) failed");
     let text = stdout(&out);
     assert!(
-        text.contains("it never reported back; last screen:"),
+        text.contains("it never reported back (timed out); last screen:"),
         "{text}"
     );
     assert!(
         text.contains("| SeaBIOS"),
         "the screen text is shown: {text}"
+    );
+
+    // The guestinfo path needs iPXE's code in memory; this ROM has none, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "boot-test",
+            "--rom",
+            rom.to_str().unwrap(),
+            "--path",
+            "guestinfo",
+            "--port",
+            "18093",
+            "--timeout",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        "never started iPXE within 20 s, so its backdoor calls could not be located",
+    );
+}
+
+#[test]
+fn a_rom_without_vmware_settings_is_refused_for_the_guestinfo_path() {
+    let rom = "/usr/lib/ipxe/qemu/pxe-vmxnet3.rom";
+    if !have_qemu() {
+        return;
+    }
+    if !Path::new(rom).is_file() {
+        skip(&format!(
+            "{rom} is missing; apt-get install ipxe-qemu to boot third-party ROMs"
+        ));
+        return;
+    }
+    // Debian builds iPXE without VMWARE_SETTINGS: there is no backdoor call to answer. (Its
+    // 74 KiB ROM is over vmxnet3's limit, so the keys come from a file, not from `vmx`.)
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, r#"{"guestinfo.ipxe.net0.ip": "10.0.2.15"}"#).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["boot-test", "--rom", rom, "--path", "guestinfo", "--keys"])
+        .arg(&keys)
+        .args(["--port", "18094", "--timeout", "60"])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        "has no VMware backdoor call in memory: it was not built with VMWARE_SETTINGS",
     );
 }

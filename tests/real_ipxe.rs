@@ -251,46 +251,159 @@ fn sizes_audit_and_budget_read_the_real_linked_image() {
     assert!(stdout(&check).contains(&want), "{}", stdout(&check));
 }
 
-#[test]
-fn the_roms_boot_in_qemu_with_and_without_dhcp() {
-    let Some(real) = Real::find() else { return };
-    if !std::process::Command::new("qemu-system-x86_64")
-        .arg("--version")
+fn have(tool: &str, arg: &str) -> bool {
+    std::process::Command::new(tool)
+        .arg(arg)
         .output()
         .is_ok_and(|o| o.status.success())
-    {
+}
+
+/// `boot-test`'s table: one map of column name to value per row, plus the lines under rows.
+fn boot_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .find(|l| l.starts_with("rom "))
+        .expect("a table header")
+        .split_whitespace()
+        .collect();
+    lines
+        .filter(|l| !l.starts_with(' '))
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split_whitespace())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The keys `vmx --format json` prints for a ROM on QEMU's user network.
+fn vmx_json(real: &Real, nic: &str, rom: &std::path::Path, chain: &str) -> String {
+    let out = real.xtask(&[
+        "vmx",
+        "--nic",
+        nic,
+        "--rom",
+        rom.to_str().unwrap(),
+        "--rom-path",
+        &format!(
+            "/vmfs/volumes/datastore1/vsphere-ipxe-rom/{}",
+            rom.file_name().unwrap().to_string_lossy()
+        ),
+        "--ip",
+        "10.0.2.15/24",
+        "--gateway",
+        "10.0.2.2",
+        "--dns",
+        "10.0.2.3",
+        "--chain",
+        chain,
+        "--format",
+        "json",
+    ]);
+    ok(&out);
+    stdout(&out)
+}
+
+/// What the ROM asked over the emulated GuestRPC channel, from the kept log.
+fn assert_read_every_key(log: &std::path::Path) {
+    let log = fs::read_to_string(log).unwrap();
+    for key in [
+        "scriptlet",
+        "filename",
+        "net0.ip",
+        "net0.netmask",
+        "net0.gateway",
+        "dns",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l == format!("info-get guestinfo.ipxe.{key}")),
+            "the ROM never asked for guestinfo.ipxe.{key}"
+        );
+    }
+}
+
+#[test]
+fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
+    let Some(real) = Real::find() else { return };
+    if !have("qemu-system-x86_64", "--version") {
         skip("qemu-system-x86_64 is missing; apt-get install qemu-system-x86 to boot the ROMs");
         return;
     }
+    let kept = real.out("boots");
     let out = real.xtask(&[
         "boot-test",
         "--nic",
-        "all",
+        "vmxnet3,e1000,e1000e,vlance",
         "--runtime",
         "native",
         "--port",
         "18092",
+        "--keep",
+        kept.to_str().unwrap(),
     ]);
-    ok(&out);
     let text = stdout(&out);
     eprintln!("{text}");
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(rows.len(), 6, "{text}");
+    ok(&out);
+    let rows = boot_rows(&text);
+    // Four NICs on three paths, then the three guestinfo faults on the first.
+    assert_eq!(rows.len(), 4 * 3 + 3, "{text}");
     for row in &rows {
-        assert_eq!(row[2], "yes", "{text}");
-        let dhcp: u32 = row[5].parse().unwrap();
-        match row[1] {
-            "dhcp" => assert!(dhcp > 0, "{text}"),
-            "static" => assert_eq!(
-                dhcp, 0,
-                "the static-IP boot must send no DHCP packet:\n{text}"
-            ),
+        let dhcp: u32 = row["dhcp"].parse().unwrap();
+        match row["path"].as_str() {
+            "dhcp" | "no-keys" => {
+                assert_eq!(row["booted"], "yes", "{text}");
+                assert!(dhcp > 0, "{text}");
+            }
+            "static" | "guestinfo" => {
+                assert_eq!(row["booted"], "yes", "{text}");
+                assert_eq!(row["address"], "10.0.2.15", "{text}");
+                assert_eq!(
+                    dhcp, 0,
+                    "a static-IP boot must send no DHCP packet:\n{text}"
+                );
+            }
+            "chain-404" | "bad-ip" => {
+                assert_eq!(row["booted"], "no", "{text}");
+                assert_eq!(dhcp, 0, "{text}");
+            }
             other => panic!("unexpected path {other}"),
         }
+        if row["path"] == "guestinfo" {
+            assert!(row["rpc"].parse::<u32>().unwrap() > 6, "{text}");
+        }
+    }
+    assert!(text.contains("Not found (https://ipxe.org/"), "{text}");
+    assert!(
+        text.contains("Network unreachable (https://ipxe.org/"),
+        "{text}"
+    );
+
+    // Each guestinfo boot read exactly what `vmx --format json` prints for its ROM.
+    let release = kept.join("release");
+    let manifest = Manifest::load(&release.join("manifest.json")).unwrap();
+    assert_eq!(manifest.roms.len(), 4);
+    for dir in fs::read_dir(&kept).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.to_string_lossy().ends_with("-guestinfo") {
+            continue;
+        }
+        let keys = fs::read_to_string(dir.join("keys.json")).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&keys).unwrap();
+        let nic = parsed["ethernet0.virtualDev"].as_str().unwrap();
+        let file = Nic::by_name(nic)
+            .unwrap()
+            .file_name(xtask::nic::RomFormat::Rom);
+        let want = vmx_json(
+            &real,
+            nic,
+            &release.join(&file),
+            "http://10.0.2.2:18092/boot.ipxe",
+        );
+        assert_eq!(keys, want, "boot-test's keys for {nic} differ from vmx's");
+        assert_read_every_key(&dir.join("guestrpc.log"));
     }
 }
 
@@ -302,78 +415,6 @@ impl Drop for TlsServer {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-}
-
-/// A CA, and a server certificate for 10.0.2.2 (how the guest reaches this host) signed by it.
-fn lab_ca(dir: &std::path::Path, name: &str) {
-    let ca = format!("{name}-ca");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=10.0.2.2",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ],
-    );
-    fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:10.0.2.2\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.pem"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
 }
 
 fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
@@ -406,19 +447,15 @@ fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
 fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     let Some(real) = Real::find() else { return };
     for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
-        if !std::process::Command::new(tool)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
+        if !have(tool, arg) {
             skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
             return;
         }
     }
     let tls = tempfile::tempdir().unwrap();
     fs::create_dir(tls.path().join("www")).unwrap();
-    lab_ca(tls.path(), "good");
-    lab_ca(tls.path(), "bad");
+    support::pki::lab_ca(tls.path(), "good", "10.0.2.2");
+    support::pki::lab_ca(tls.path(), "bad", "10.0.2.2");
     let report_port = 18095;
     fs::write(
         tls.path().join("www/boot.ipxe"),
@@ -435,7 +472,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     )
     .unwrap();
     let out = real.out("https");
-    ok(&real.build_native(&["--nic", "all", "--profile", "vmware-https"], &out));
+    ok(&real.build_native(&["--nic", "all,vlance", "--profile", "vmware-https"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
     assert_eq!(
         manifest.profile.inputs[0].name, "lab-ca.pem",
@@ -462,6 +499,46 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
         ok(&run);
         eprintln!("{}", stdout(&run));
     }
+    // The same ROMs configured by guestinfo alone: the keys are `vmx --format json`'s, the chain
+    // target is https://.
+    for (file, info) in &manifest.roms {
+        let rom = out.join(file);
+        let keys = tls.path().join(format!("{file}.json"));
+        fs::write(
+            &keys,
+            vmx_json(&real, &info.nic, &rom, "https://10.0.2.2:18543/boot.ipxe"),
+        )
+        .unwrap();
+        let kept = real.out(&format!("gi-{file}"));
+        let run = real.xtask(&[
+            "boot-test",
+            "--rom",
+            rom.to_str().unwrap(),
+            "--path",
+            "guestinfo",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--port",
+            &report_port.to_string(),
+            "--keep",
+            kept.to_str().unwrap(),
+        ]);
+        eprintln!("{}", stdout(&run));
+        ok(&run);
+        let row = &boot_rows(&stdout(&run))[0];
+        assert_eq!(
+            (
+                row["booted"].as_str(),
+                row["address"].as_str(),
+                row["dhcp"].as_str()
+            ),
+            ("yes", "10.0.2.15", "0"),
+            "{}",
+            stdout(&run)
+        );
+        assert_read_every_key(&kept.join("boot-0-guestinfo/guestrpc.log"));
+    }
+
     let _bad = serve_tls(tls.path(), "bad", 18544);
     let rom = out.join("15ad07b0.rom");
     let run = real.xtask(&[

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod vcsim;
+
 use std::{
     fs,
     io::{Read, Write},

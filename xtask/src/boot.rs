@@ -1,8 +1,12 @@
 //! Booting a ROM for real: QEMU with the NIC's device and the ROM as its `romfile`, user-mode
 //! networking (the guest's 10.0.2.2 is this host's loopback), an HTTP server on 127.0.0.1 that
 //! serves a script which reports back and powers off, and a pcap of the guest's traffic.
+//!
+//! For the guestinfo path QEMU's gdbstub stops the guest on each VMware backdoor `inl`, and
+//! [`guestrpc::Backdoor`] answers it from the VM's keys, as ESXi would.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read, Write},
     net::TcpListener,
     os::unix::net::UnixStream,
@@ -14,6 +18,14 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+
+use crate::{
+    gdbstub::{self, Gdb, Stop},
+    guestrpc::{self, Backdoor, Regs},
+};
+
+/// Guest memory; the calibration boot dumps all of it.
+const MEMORY_MIB: u64 = 256;
 
 /// Where the guest reaches the host under QEMU's user-mode networking.
 pub const HOST_FROM_GUEST: &str = "10.0.2.2";
@@ -119,20 +131,64 @@ pub struct Boot<'a> {
     pub timeout: Duration,
     /// QEMU accelerator: `tcg` works everywhere; `kvm` is faster where nested KVM behaves.
     pub accel: &'a str,
+    /// Serve these guestinfo keys over an emulated backdoor.
+    pub guestinfo: Option<Guestinfo<'a>>,
+}
+
+/// A VM's guestinfo, and where in guest memory the ROM's backdoor calls sit.
+pub struct Guestinfo<'a> {
+    /// Full VMX names, as `vmx --format json` prints them.
+    pub keys: &'a BTreeMap<String, String>,
+    /// Linear addresses of candidate `inl` instructions ([`find_backdoor_sites`]).
+    pub sites: &'a BTreeSet<u64>,
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The guest's script reported back.
+    Reported,
+    /// QEMU exited by itself (the guest powered off) without reporting.
+    PoweredOff,
+    /// The ROM handed back to the BIOS, which found nothing else to boot.
+    GaveUp,
+    /// Nothing of the above before the time limit.
+    TimedOut,
+}
+
+impl Ending {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Ending::Reported => "reported back",
+            Ending::PoweredOff => "powered off without reporting",
+            Ending::GaveUp => "the ROM gave up and the BIOS found no other boot device",
+            Ending::TimedOut => "timed out",
+        }
+    }
 }
 
 /// What happened.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outcome {
     /// The guest reported back (a `/report/` request arrived).
     pub reported: Option<String>,
     pub first_request: Option<Duration>,
     pub dhcp_packets: usize,
     pub http_requests: usize,
-    /// QEMU exited by itself (the script's `poweroff`) rather than being killed at the timeout.
-    pub powered_off: bool,
+    /// Paths the guest requested from the server, in order.
+    pub requests: Vec<String>,
+    pub ended: Ending,
     /// The VGA text screen when the boot ended, for a person to read.
     pub screen: String,
+    /// What the guest asked over the emulated backdoor (guestinfo boots only).
+    pub backdoor: Option<Backdoor>,
+}
+
+impl Outcome {
+    /// iPXE's last error message on screen (`... (https://ipxe.org/<code>)`), if any.
+    pub fn ipxe_error(&self) -> Option<String> {
+        ipxe_error(&self.screen)
+    }
 }
 
 /// Kills QEMU however the boot ends.
@@ -154,52 +210,52 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
     let monitor = boot.workdir.join("monitor.sock");
     let _ = std::fs::remove_file(&pcap);
     let _ = std::fs::remove_file(&monitor);
-    let mut netdev = "user,id=n0".to_string();
-    if let Some(url) = &boot.bootfile {
-        netdev.push_str(&format!(",bootfile={url}"));
-    }
-    let accel = boot.accel;
-    let mut cmd = Command::new("qemu-system-x86_64");
+    let mut cmd = qemu_command(
+        boot.accel,
+        boot.device,
+        &rom,
+        boot.bootfile.as_deref(),
+        &monitor,
+    );
     cmd.args([
-        "-machine",
-        &format!("pc,accel={accel}"),
-        "-m",
-        "256",
-        "-nodefaults",
-        "-vga",
-        "std",
-        "-display",
-        "none",
-    ])
-    .args(["-netdev", &netdev])
-    .args([
-        "-device",
-        &format!(
-            "{},netdev=n0,romfile={},bootindex=1",
-            boot.device,
-            rom.display()
-        ),
-    ])
-    .args([
         "-object",
         &format!("filter-dump,id=d0,netdev=n0,file={}", pcap.display()),
-    ])
-    .args([
-        "-monitor",
-        &format!("unix:{},server=on,wait=off", monitor.display()),
-    ])
-    .arg("-no-reboot")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    ]);
+    let gdb_socket = boot.workdir.join("gdb.sock");
+    let _ = std::fs::remove_file(&gdb_socket);
+    if boot.guestinfo.is_some() {
+        // Start paused, so that the breakpoints are in before the ROM runs.
+        cmd.arg("-S").args([
+            "-chardev",
+            &format!(
+                "socket,id=g,path={},server=on,wait=off",
+                gdb_socket.display()
+            ),
+            "-gdb",
+            "chardev:g",
+        ]);
+    }
     server.clear();
     let started = Instant::now();
     let mut qemu = Qemu(
         cmd.spawn()
             .context("cannot start qemu-system-x86_64: apt-get install qemu-system-x86")?,
     );
+    let backdoor = match &boot.guestinfo {
+        Some(g) => {
+            let mut gdb = Gdb::connect(&gdb_socket, Duration::from_secs(10))?;
+            gdb.handshake()?;
+            for &site in g.sites {
+                gdb.set_breakpoint(site)?;
+            }
+            gdb.resume()?;
+            let backdoor = Backdoor::new(g.keys.clone());
+            Some(thread::spawn(move || serve_backdoor(gdb, backdoor)))
+        }
+        None => None,
+    };
     let mut screen = String::new();
-    let mut powered_off = false;
+    let mut ended = Ending::TimedOut;
     let mut reported_at: Option<Instant> = None;
     loop {
         if let Some(status) = qemu.0.try_wait()? {
@@ -210,7 +266,7 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
                 }
                 bail!("qemu exited with {status}: {}", err.trim());
             }
-            powered_off = true;
+            ended = Ending::PoweredOff;
             break;
         }
         if started.elapsed() > boot.timeout {
@@ -228,10 +284,26 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         if let Ok(text) = vga_text(&monitor) {
             screen = text;
         }
+        if screen.contains("No bootable device") {
+            ended = Ending::GaveUp;
+            break;
+        }
         thread::sleep(Duration::from_millis(500));
     }
     drop(qemu);
+    let _ = std::fs::remove_file(&monitor);
+    let _ = std::fs::remove_file(&gdb_socket);
+    let backdoor = match backdoor {
+        Some(t) => Some(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("the backdoor thread panicked"))??,
+        ),
+        None => None,
+    };
     let hits = server.hits();
+    if hits.iter().any(|h| h.path.starts_with("/report/")) {
+        ended = Ending::Reported;
+    }
     let (dhcp_packets, http_requests) = count_packets(&pcap, server.port).unwrap_or((0, 0));
     Ok(Outcome {
         reported: hits
@@ -241,31 +313,221 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         first_request: hits.first().map(|h| h.at.duration_since(started)),
         dhcp_packets,
         http_requests,
-        powered_off,
+        requests: hits.iter().map(|h| h.path.clone()).collect(),
+        ended,
         screen,
+        backdoor,
     })
+}
+
+/// The last line that ends in an iPXE error URL, with rows the 80-column screen wrapped joined.
+pub fn ipxe_error(screen: &str) -> Option<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut wrapped = false;
+    for row in screen.lines() {
+        match lines.last_mut() {
+            Some(last) if wrapped => last.push_str(row),
+            _ => lines.push(row.to_string()),
+        }
+        wrapped = row.chars().count() == 80;
+    }
+    lines
+        .into_iter()
+        .rev()
+        .find(|l| l.contains("(https://ipxe.org/"))
+        .map(|l| l.trim().to_string())
+}
+
+/// The QEMU command line both boots share: the NIC with the ROM, user networking, the monitor.
+fn qemu_command(
+    accel: &str,
+    device: &str,
+    rom: &Path,
+    bootfile: Option<&str>,
+    monitor: &Path,
+) -> Command {
+    let mut netdev = "user,id=n0".to_string();
+    if let Some(url) = bootfile {
+        netdev.push_str(&format!(",bootfile={url}"));
+    }
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args([
+        "-machine",
+        &format!("pc,accel={accel}"),
+        "-m",
+        &MEMORY_MIB.to_string(),
+        "-nodefaults",
+        "-vga",
+        "std",
+        "-display",
+        "none",
+    ])
+    .args(["-netdev", &netdev])
+    .args([
+        "-device",
+        &format!("{device},netdev=n0,romfile={},bootindex=1", rom.display()),
+    ])
+    .args([
+        "-monitor",
+        &format!("unix:{},server=on,wait=off", monitor.display()),
+    ])
+    .arg("-no-reboot")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Answers every backdoor stop until QEMU goes away; returns what the guest asked.
+fn serve_backdoor(mut gdb: Gdb, mut backdoor: Backdoor) -> Result<Backdoor> {
+    loop {
+        match gdb.wait()? {
+            Stop::Exited => return Ok(backdoor),
+            Stop::Signal(_) => {}
+        }
+        let r = match gdb.registers() {
+            Ok(r) => r,
+            // QEMU was stopped while the guest sat at a breakpoint.
+            Err(_) => return Ok(backdoor),
+        };
+        let before = Regs {
+            eax: r.rax as u32,
+            ebx: r.rbx as u32,
+            ecx: r.rcx as u32,
+            edx: r.rdx as u32,
+        };
+        let Some(after) = backdoor.call(before) else {
+            bail!(
+                "the guest stopped at eip {:#x}, an `inl` that is not a VMware backdoor call \
+                 (eax {:#x}, edx {:#x}); the site search took a wrong candidate",
+                r.rip,
+                before.eax,
+                before.edx
+            );
+        };
+        for (n, old, new) in [
+            (gdbstub::RAX, before.eax, after.eax),
+            (gdbstub::RBX, before.ebx, after.ebx),
+            (gdbstub::RCX, before.ecx, after.ecx),
+            (gdbstub::RDX, before.edx, after.edx),
+        ] {
+            if old != new {
+                gdb.write_register(n, u64::from(new))?;
+            }
+        }
+        // Step over the one-byte `inl`: the call has been answered.
+        gdb.write_register(gdbstub::RIP, r.rip + 1)?;
+        gdb.resume()?;
+    }
+}
+
+/// Boots the ROM once without the emulator, stops it as soon as iPXE runs, and finds its
+/// backdoor calls in memory: each `inl %dx,%eax` (0xED) within 128 bytes after
+/// `mov $VMW_MAGIC,%eax`. The code sits at the same linear addresses on every boot of the
+/// same ROM and memory size. A candidate that is not an instruction start never stops the guest.
+pub fn find_backdoor_sites(
+    rom: &Path,
+    device: &str,
+    workdir: &Path,
+    accel: &str,
+    timeout: Duration,
+) -> Result<BTreeSet<u64>> {
+    let rom = rom
+        .canonicalize()
+        .with_context(|| format!("cannot find ROM {}", rom.display()))?;
+    let monitor = workdir.join("calibrate.sock");
+    let dump = workdir.join("memory.bin");
+    let _ = std::fs::remove_file(&monitor);
+    let mut cmd = qemu_command(accel, device, &rom, None, &monitor);
+    let qemu = Qemu(
+        cmd.spawn()
+            .context("cannot start qemu-system-x86_64: apt-get install qemu-system-x86")?,
+    );
+    let started = Instant::now();
+    let mut screen = String::new();
+    // iPXE prints this right after its init functions (guestinfo's among them) have run.
+    while !screen.contains("initialising devices") {
+        if screen.contains("No bootable device") {
+            bail!(
+                "{} returned to the BIOS without starting iPXE, so it has no guestinfo to read; screen:\n{screen}",
+                rom.display()
+            );
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} never started iPXE within {} s, so its backdoor calls could not be located; screen:\n{screen}",
+                rom.display(),
+                timeout.as_secs()
+            );
+        }
+        thread::sleep(Duration::from_millis(100));
+        screen = vga_text(&monitor).unwrap_or_default();
+    }
+    let wait = Duration::from_secs(30);
+    monitor_command(&monitor, "stop", wait)?;
+    monitor_command(
+        &monitor,
+        &format!("pmemsave 0 {:#x} \"{}\"", MEMORY_MIB << 20, dump.display()),
+        wait,
+    )?;
+    drop(qemu);
+    let _ = std::fs::remove_file(&monitor);
+    let memory = std::fs::read(&dump).with_context(|| format!("cannot read {}", dump.display()))?;
+    let _ = std::fs::remove_file(&dump);
+    let sites = backdoor_sites(&memory);
+    if sites.is_empty() {
+        bail!(
+            "{} has no VMware backdoor call in memory: it was not built with VMWARE_SETTINGS, \
+             so it cannot read guestinfo",
+            rom.display()
+        );
+    }
+    Ok(sites)
+}
+
+/// Candidate backdoor `inl` addresses in a dump of guest memory from address 0.
+pub fn backdoor_sites(memory: &[u8]) -> BTreeSet<u64> {
+    let mut magic = [0xb8u8; 5];
+    magic[1..].copy_from_slice(&guestrpc::MAGIC.to_le_bytes());
+    let mut sites = BTreeSet::new();
+    for (at, window) in memory.windows(magic.len()).enumerate() {
+        if window != magic {
+            continue;
+        }
+        let from = at + magic.len();
+        let to = (from + 128).min(memory.len());
+        sites.extend((from..to).filter(|&i| memory[i] == 0xed).map(|i| i as u64));
+    }
+    sites
+}
+
+/// Sends one command to the QEMU monitor and returns what it printed before the next prompt.
+fn monitor_command(socket: &Path, command: &str, wait: Duration) -> Result<String> {
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("cannot reach the QEMU monitor at {}", socket.display()))?;
+    s.set_read_timeout(Some(wait))?;
+    read_to_prompt(&mut s, command)?;
+    s.write_all(format!("{command}\n").as_bytes())?;
+    Ok(String::from_utf8_lossy(&read_to_prompt(&mut s, command)?).into_owned())
+}
+
+fn read_to_prompt(s: &mut UnixStream, command: &str) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !raw.ends_with(b"(qemu) ") {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("the QEMU monitor closed during '{command}'");
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    Ok(raw)
 }
 
 /// The 80x25 VGA text buffer at 0xb8000, read through the QEMU monitor.
 fn vga_text(socket: &Path) -> Result<String> {
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    s.write_all(b"xp /2000hx 0xb8000\n")?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            Err(_) => break,
-        }
-        // The last line of the dump starts at 0xb8f90; then the prompt returns.
-        if raw.ends_with(b"(qemu) ") && raw.windows(6).any(|w| w == b"b8f90:") {
-            break;
-        }
-    }
-    Ok(decode_vga(&String::from_utf8_lossy(&raw)))
+    let dump = monitor_command(socket, "xp /2000hx 0xb8000", Duration::from_secs(2))?;
+    Ok(decode_vga(&dump))
 }
 
 /// Parses `xp /Nhx` output (`00000000000b8000: 0x0741 0x0720 ...`) into screen lines.
@@ -363,6 +625,39 @@ mod tests {
         );
         let text = decode_vga(&dump);
         assert_eq!(text, "iPXE");
+    }
+
+    #[test]
+    fn finds_ipxe_errors_across_wrapped_rows() {
+        let url =
+            "http://10.0.2.2:18080/no-such-script.ipxe... Not found (https://ipxe.org/2d0c613";
+        let screen = format!(
+            "iPXE (https://ipxe.org) 00:03.0 CA00\n{url:<80}\nb)\nBooting from Hard Disk..."
+        );
+        assert_eq!(
+            ipxe_error(&screen).unwrap(),
+            format!("{url}b)"),
+            "the error URL is joined across the wrap"
+        );
+        assert_eq!(
+            ipxe_error("iPXE (https://ipxe.org) 00:03.0\nNo bootable device."),
+            None
+        );
+    }
+
+    #[test]
+    fn finds_backdoor_sites_after_the_magic() {
+        let mut memory = vec![0u8; 4096];
+        // mov $0x564d5868,%eax; mov $0x1e,%ecx; mov $0x5658,%edx; inl (%dx),%eax
+        let call = [
+            0xb8, 0x68, 0x58, 0x4d, 0x56, 0xb9, 0x1e, 0, 0, 0, 0xba, 0x58, 0x56, 0, 0, 0xed,
+        ];
+        memory[0x100..0x100 + call.len()].copy_from_slice(&call);
+        memory[0x900..0x900 + call.len()].copy_from_slice(&call);
+        // An 0xed far from any magic is not a candidate.
+        memory[0x400] = 0xed;
+        let sites: Vec<u64> = backdoor_sites(&memory).into_iter().collect();
+        assert_eq!(sites, [0x10f, 0x90f]);
     }
 
     #[test]

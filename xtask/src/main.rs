@@ -4,6 +4,7 @@ mod bench;
 mod boot_test;
 mod build_rom;
 mod check_size;
+mod deploy;
 mod fetch;
 mod inspect;
 mod release_cmd;
@@ -47,6 +48,8 @@ enum Command {
     CheckSize(check_size::Args),
     /// VM configuration (guestinfo and ROM keys) for Terraform, .vmx, govc or JSON
     Vmx(vmx::Args),
+    /// Upload a ROM to a datastore and set a VM's keys through the vSphere API
+    Deploy(deploy::Args),
     /// Rebuild from scratch in a fresh directory and compare with SHA256SUMS
     Verify(verify::Args),
     /// Time cold, no-op and config-only builds (and Docker) against plain make
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
             Command::Sizes(args) => sizes::run(&ctx, args),
             Command::CheckSize(args) => check_size::run(&ctx, args),
             Command::Vmx(args) => vmx::run(args),
+            Command::Deploy(args) => deploy::run(&ctx, args),
             Command::Verify(args) => verify::run(&ctx, args),
             Command::Bench(args) => bench::run(&ctx, args),
             Command::BootTest(args) => boot_test::run(&ctx, args),

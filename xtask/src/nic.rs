@@ -21,6 +21,12 @@ pub struct Nic {
     pub in_all: bool,
     /// The QEMU device with this PCI id, for boot tests.
     pub qemu_device: &'static str,
+    /// The vSphere API's type for this adapter in `config.hardware.device`.
+    pub vim_type: &'static str,
+    /// The adapter type as Packer (`network_card`) and Ansible (`device_type`) name it.
+    pub tool_type: &'static str,
+    /// Terraform's vSphere provider can set it as `network_interface.adapter_type`.
+    pub terraform_adapter: bool,
 }
 
 pub const NICS: &[Nic] = &[
@@ -33,6 +39,9 @@ pub const NICS: &[Nic] = &[
         mrom: false,
         in_all: true,
         qemu_device: "vmxnet3",
+        vim_type: "VirtualVmxnet3",
+        tool_type: "vmxnet3",
+        terraform_adapter: true,
     },
     Nic {
         name: "e1000",
@@ -43,6 +52,9 @@ pub const NICS: &[Nic] = &[
         mrom: true,
         in_all: true,
         qemu_device: "e1000-82545em",
+        vim_type: "VirtualE1000",
+        tool_type: "e1000",
+        terraform_adapter: true,
     },
     Nic {
         name: "e1000e",
@@ -53,6 +65,9 @@ pub const NICS: &[Nic] = &[
         mrom: true,
         in_all: true,
         qemu_device: "e1000e",
+        vim_type: "VirtualE1000e",
+        tool_type: "e1000e",
+        terraform_adapter: true,
     },
     Nic {
         name: "vlance",
@@ -63,6 +78,9 @@ pub const NICS: &[Nic] = &[
         mrom: false,
         in_all: false,
         qemu_device: "pcnet",
+        vim_type: "VirtualPCNet32",
+        tool_type: "pcnet32",
+        terraform_adapter: false,
     },
 ];
 
@@ -107,6 +125,10 @@ impl Nic {
             Some(nic) => Ok(nic),
             None => bail!("unknown NIC '{name}': expected one of {}, or all", names()),
         }
+    }
+
+    pub fn by_vim_type(kind: &str) -> Option<&'static Nic> {
+        NICS.iter().find(|n| n.vim_type == kind)
     }
 
     pub fn by_pci(vendor: u16, device: u16) -> Option<&'static Nic> {

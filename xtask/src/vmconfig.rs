@@ -1,21 +1,46 @@
 //! The VM side: the guestinfo and ROM keys a vSphere VM needs to boot our ROM, validated, and
 //! written as Terraform `extra_config`, `.vmx` lines, a `govc vm.change` command or JSON.
 
-use std::{collections::BTreeMap, fmt::Write as _, net::Ipv4Addr};
+use std::{collections::BTreeMap, fmt::Write as _, fs, net::Ipv4Addr, path::Path};
 
 use anyhow::{bail, Context, Result};
 
-use crate::nic::{Nic, VMWARE_ROM_LIMIT};
+use crate::{
+    emit::{Manifest, MANIFEST},
+    nic::{Nic, VMWARE_ROM_LIMIT},
+    romcheck,
+};
 
 /// iPXE runs this after reading guestinfo; `${filename}` is iPXE's, not Terraform's.
 pub const DEFAULT_SCRIPTLET: &str = "ifopen net0 && chain ${filename}";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// `vsphere_virtual_machine` arguments: firmware and extra_config
     Terraform,
+    /// Lines for the VM's .vmx file
     Vmx,
+    /// `govc datastore.upload` and `govc vm.change` commands
     Govc,
+    /// The keys as a JSON object
     Json,
+    /// vsphere-iso / vsphere-clone `configuration_parameters`
+    Packer,
+    /// `community.vmware.vmware_guest` parameters (YAML)
+    Ansible,
+    /// PowerCLI `New-AdvancedSetting` commands
+    Powercli,
+}
+
+/// What a format needs besides the keys.
+#[derive(Debug, Clone)]
+pub struct RenderContext {
+    pub nic: &'static Nic,
+    pub ethernet: u8,
+    /// The VM's name; None leaves it to the tool's own default (govc reads GOVC_VM).
+    pub vm: Option<String>,
+    /// The local ROM file to upload (govc), or its file name.
+    pub local_rom: String,
 }
 
 /// A static IPv4 interface: address and prefix length.
@@ -96,6 +121,34 @@ pub struct RomFacts {
     pub limit: u64,
 }
 
+/// The ROM file's id and size, and from the manifest beside it (if any) its limit and whether
+/// it can fetch `https://`.
+pub fn rom_facts(path: &Path, nic: &Nic) -> Result<(RomFacts, bool)> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read --rom {}", path.display()))?;
+    let images = romcheck::parse(&bytes)
+        .with_context(|| format!("--rom {} is not an option ROM", path.display()))?;
+    let manifest = path
+        .parent()
+        .map(|d| d.join(MANIFEST))
+        .filter(|m| m.is_file())
+        .map(|m| Manifest::load(&m))
+        .transpose()?;
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let info = manifest.as_ref().and_then(|m| m.roms.get(&name));
+    let facts = RomFacts {
+        file: path.display().to_string(),
+        vendor: images[0].vendor,
+        device: images[0].device,
+        size: bytes.len() as u64,
+        limit: info.map_or(nic.default_limit, |i| i.limit),
+    };
+    Ok((facts, info.is_some_and(|i| i.https)))
+}
+
 /// Validates the request and returns the keys, sorted.
 pub fn keys(req: &Request) -> Result<BTreeMap<String, String>> {
     let iface = Interface::parse(&req.ip)?;
@@ -170,6 +223,15 @@ pub fn keys(req: &Request) -> Result<BTreeMap<String, String>> {
 }
 
 fn check_url(url: &str, https_ok: bool) -> Result<()> {
+    // iPXE expands `chain ${filename}` and then splits the line at spaces.
+    if let Some(c) = url.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        bail!(
+            "--chain '{}' has whitespace or a control character ({:?}); iPXE splits \
+             `chain ${{filename}}` at spaces, so it could never boot: percent-encode it (a space is %20)",
+            url.escape_debug(),
+            c
+        );
+    }
     let (scheme, rest) = url
         .split_once("://")
         .with_context(|| format!("--chain '{url}' is not a URL (http://host/path)"))?;
@@ -188,34 +250,109 @@ fn check_url(url: &str, https_ok: bool) -> Result<()> {
     Ok(())
 }
 
-/// Renders the keys in one of the output formats.
-pub fn render(keys: &BTreeMap<String, String>, format: Format, vm: &str) -> String {
+/// Renders the keys in one of the output formats. The BIOS firmware these ROMs need is set
+/// where the format can; where a tool manages the NIC type itself, that setting is named
+/// instead of a raw `ethernetN.virtualDev` key the tool may override.
+pub fn render(keys: &BTreeMap<String, String>, format: Format, ctx: &RenderContext) -> String {
     let mut out = String::new();
+    let dev = format!("ethernet{}.virtualDev", ctx.ethernet);
+    let without_dev = |keep: bool| -> BTreeMap<&String, &String> {
+        keys.iter().filter(|(k, _)| keep || **k != dev).collect()
+    };
+    let eth = ctx.ethernet;
     match format {
         Format::Terraform => {
-            out.push_str("extra_config = {\n");
-            let width = keys.keys().map(|k| k.len() + 2).max().unwrap_or(0);
-            for (k, v) in keys {
+            out.push_str("firmware = \"bios\"\n");
+            let tf = ctx.nic.terraform_adapter;
+            if tf {
                 let _ = writeln!(
                     out,
-                    "  {:<width$} = \"{}\"",
-                    format!("\"{k}\""),
-                    hcl_escape(v)
+                    "# ethernet{eth} is network_interface block {eth}: set its adapter_type = \"{}\"",
+                    ctx.nic.name
+                );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "# the provider has no adapter_type for {}: {dev} below sets it",
+                    ctx.nic.name
                 );
             }
-            out.push_str("}\n");
+            out.push_str(&hcl_map("extra_config", &without_dev(!tf)));
+        }
+        Format::Packer => {
+            out.push_str("firmware = \"bios\"\n");
+            let _ = writeln!(
+                out,
+                "# ethernet{eth} is network_adapters block {eth}: set its network_card = \"{}\" \
+                 (vsphere-clone keeps the template's adapter and firmware)",
+                ctx.nic.tool_type
+            );
+            out.push_str(&hcl_map("configuration_parameters", &without_dev(false)));
+        }
+        Format::Ansible => {
+            let _ = writeln!(
+                out,
+                "# community.vmware.vmware_guest parameters; ethernet{eth} is networks[{eth}]: \
+                 set its device_type: {}",
+                ctx.nic.tool_type
+            );
+            out.push_str("hardware:\n  boot_firmware: bios\nadvanced_settings:\n");
+            for (k, v) in without_dev(false) {
+                let _ = writeln!(out, "  - key: {}\n    value: {}", yaml_str(k), yaml_str(v));
+            }
         }
         Format::Vmx => {
+            out.push_str("firmware = \"bios\"\n");
             for (k, v) in keys {
                 let _ = writeln!(out, "{k} = \"{}\"", vmx_escape(v));
             }
         }
         Format::Govc => {
-            out.push_str(&format!("govc vm.change -vm {}", shell_quote(vm)));
+            // The VM must use BIOS firmware; `govc vm.change` cannot set it.
+            out.push_str("# the VM must boot with BIOS firmware (config.firmware = bios)\n");
+            if let Some((ds, path)) = keys
+                .get(ctx.nic.vmware_key)
+                .and_then(|p| p.strip_prefix("/vmfs/volumes/"))
+                .and_then(|p| p.split_once('/'))
+            {
+                let _ = writeln!(
+                    out,
+                    "govc datastore.upload -ds {} {} {}",
+                    shell_quote(ds),
+                    shell_quote(&ctx.local_rom),
+                    shell_quote(path)
+                );
+            }
+            out.push_str("govc vm.change");
+            if let Some(vm) = &ctx.vm {
+                let _ = write!(out, " -vm {}", shell_quote(vm));
+            }
             for (k, v) in keys {
                 let _ = write!(out, " \\\n  -e {}", shell_quote(&format!("{k}={v}")));
             }
             out.push('\n');
+        }
+        Format::Powercli => {
+            match &ctx.vm {
+                Some(vm) => {
+                    let _ = writeln!(out, "$vm = Get-VM -Name {}", ps_quote(vm));
+                }
+                None => out.push_str("$vm = Get-VM -Name $VMName\n"),
+            }
+            for (k, v) in keys {
+                let _ = writeln!(
+                    out,
+                    "New-AdvancedSetting -Entity $vm -Name {} -Value {} -Force -Confirm:$false | Out-Null",
+                    ps_quote(k),
+                    ps_quote(v)
+                );
+            }
+            out.push_str(
+                "# BIOS firmware, which these ROMs need (the VM must be powered off)\n\
+                 $spec = New-Object VMware.Vim.VirtualMachineConfigSpec\n\
+                 $spec.Firmware = 'bios'\n\
+                 $vm.ExtensionData.ReconfigVM($spec)\n",
+            );
         }
         Format::Json => {
             out = serde_json::to_string_pretty(keys).expect("strings serialize");
@@ -223,6 +360,37 @@ pub fn render(keys: &BTreeMap<String, String>, format: Format, vm: &str) -> Stri
         }
     }
     out
+}
+
+fn hcl_map(name: &str, keys: &BTreeMap<&String, &String>) -> String {
+    let mut out = format!("{name} = {{\n");
+    let width = keys.keys().map(|k| k.len() + 2).max().unwrap_or(0);
+    for (k, v) in keys {
+        let _ = writeln!(
+            out,
+            "  {:<width$} = \"{}\"",
+            format!("\"{k}\""),
+            hcl_escape(v)
+        );
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// A double-quoted YAML scalar (JSON's string syntax is YAML's), tagged `!unsafe` where Ansible
+/// would otherwise read Jinja2 in it.
+fn yaml_str(v: &str) -> String {
+    let quoted = serde_json::to_string(v).expect("strings serialize");
+    if ["{{", "{%", "{#"].iter().any(|j| v.contains(j)) {
+        format!("!unsafe {quoted}")
+    } else {
+        quoted
+    }
+}
+
+/// A PowerShell single-quoted string: nothing expands inside, and `'` doubles.
+fn ps_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
 }
 
 /// HCL string: escape `\` and `"`, and `${`/`%{` so Terraform does not interpolate iPXE's
@@ -332,6 +500,14 @@ mod tests {
             ),
             (|r| r.chain = "boot.ipxe".into(), "is not a URL"),
             (|r| r.chain = "http:///x".into(), "has no host"),
+            (
+                |r| r.chain = "http://boot.example/a b.ipxe".into(),
+                "has whitespace or a control character (' ')",
+            ),
+            (
+                |r| r.chain = "http://boot.example/a\tb".into(),
+                "percent-encode it",
+            ),
         ];
         for (edit, want) in cases {
             let mut r = req();
@@ -385,17 +561,31 @@ mod tests {
     fn escaping_per_format() {
         let mut keys = BTreeMap::new();
         keys.insert("k".to_string(), "a \"b\" | ${c} %{d} \\ it's".to_string());
+        let ctx = RenderContext {
+            nic: Nic::by_name("vmxnet3").unwrap(),
+            ethernet: 0,
+            vm: Some("my vm".into()),
+            local_rom: "15ad07b0.rom".into(),
+        };
+        let body = |f| {
+            let text = render(&keys, f, &ctx);
+            text.lines()
+                .filter(|l| l.contains("\"k\"") || l.starts_with("k ") || l.contains(" 'k"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(body(Format::Vmx), "k = \"a |22b|22 |7C ${c} %{d} \\ it's\"");
         assert_eq!(
-            render(&keys, Format::Vmx, "vm"),
-            "k = \"a |22b|22 |7C ${c} %{d} \\ it's\"\n"
+            body(Format::Terraform),
+            "  \"k\" = \"a \\\"b\\\" | $${c} %%{d} \\\\ it's\""
         );
         assert_eq!(
-            render(&keys, Format::Terraform, "vm"),
-            "extra_config = {\n  \"k\" = \"a \\\"b\\\" | $${c} %%{d} \\\\ it's\"\n}\n"
+            render(&keys, Format::Govc, &ctx),
+            "# the VM must boot with BIOS firmware (config.firmware = bios)\n\
+             govc vm.change -vm 'my vm' \\\n  -e 'k=a \"b\" | ${c} %{d} \\ it'\\''s'\n"
         );
-        assert_eq!(
-            render(&keys, Format::Govc, "my vm"),
-            "govc vm.change -vm 'my vm' \\\n  -e 'k=a \"b\" | ${c} %{d} \\ it'\\''s'\n"
-        );
+        assert!(render(&keys, Format::Powercli, &ctx)
+            .contains("-Name 'k' -Value 'a \"b\" | ${c} %{d} \\ it''s'"));
+        assert_eq!(yaml_str("{{ x }}"), "!unsafe \"{{ x }}\"");
     }
 }

@@ -1,13 +1,11 @@
 //! `cargo xtask vmx`: the VM configuration that boots our ROM, for Terraform, .vmx, govc or JSON.
 
-use std::{fs, path::PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use xtask::{
-    emit::{Manifest, MANIFEST},
-    nic::Nic,
-    romcheck,
-    vmconfig::{self, Format, RomFacts},
+    nic::{Nic, RomFormat},
+    vmconfig::{self, Format},
 };
 
 #[derive(clap::Args)]
@@ -39,15 +37,18 @@ pub struct Args {
     rom: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Terraform)]
     format: Format,
-    /// VM name for the govc command line
-    #[arg(long, default_value = "$VM")]
-    vm: String,
+    /// VM name for govc and PowerCLI [default: govc reads GOVC_VM, PowerCLI $VMName]
+    #[arg(long)]
+    vm: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let nic = Nic::by_name(&args.nic)?;
     let (rom, rom_has_https) = match &args.rom {
-        Some(path) => rom_facts(path, nic)?,
+        Some(path) => {
+            let (facts, https) = vmconfig::rom_facts(path, nic)?;
+            (Some(facts), https)
+        }
         None => (None, false),
     };
     let req = vmconfig::Request {
@@ -63,33 +64,16 @@ pub fn run(args: Args) -> Result<()> {
         rom_has_https,
     };
     let keys = vmconfig::keys(&req)?;
-    print!("{}", vmconfig::render(&keys, args.format, &args.vm));
-    Ok(())
-}
-
-/// The ROM's id and size, and from the manifest beside it (if any) its limit and HTTPS support.
-fn rom_facts(path: &PathBuf, nic: &Nic) -> Result<(Option<RomFacts>, bool)> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read --rom {}", path.display()))?;
-    let images = romcheck::parse(&bytes)
-        .with_context(|| format!("--rom {} is not an option ROM", path.display()))?;
-    let manifest = path
-        .parent()
-        .map(|d| d.join(MANIFEST))
-        .filter(|m| m.is_file())
-        .map(|m| Manifest::load(&m))
-        .transpose()?;
-    let name = path
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let info = manifest.as_ref().and_then(|m| m.roms.get(&name));
-    let facts = RomFacts {
-        file: path.display().to_string(),
-        vendor: images[0].vendor,
-        device: images[0].device,
-        size: bytes.len() as u64,
-        limit: info.map_or(nic.default_limit, |i| i.limit),
+    let local_rom = match &args.rom {
+        Some(p) => p.display().to_string(),
+        None => nic.file_name(RomFormat::Rom),
     };
-    Ok((Some(facts), info.is_some_and(|i| i.https)))
+    let ctx = vmconfig::RenderContext {
+        nic,
+        ethernet: args.ethernet,
+        vm: args.vm,
+        local_rom,
+    };
+    print!("{}", vmconfig::render(&keys, args.format, &ctx));
+    Ok(())
 }

@@ -1,0 +1,266 @@
+//! `deploy` against a real vSphere API server (govmomi's simulator over TLS), with ROMs built
+//! from the tests' own iPXE-shaped tree. What deploy wrote is read back through the API and the
+//! datastore's HTTP interface, and compared with what `vmx --format json` prints.
+
+mod support;
+
+use std::{collections::BTreeMap, process::Output};
+
+use sha2::{Digest, Sha256};
+use support::{vcsim::Vcsim, *};
+use xtask::vsphere::{Credentials, Endpoint, Secret, Session};
+
+const ADDRESSES: &[&str] = &[
+    "--ip",
+    "10.0.0.11/24",
+    "--gateway",
+    "10.0.0.1",
+    "--dns",
+    "10.0.0.2",
+];
+/// Given unless a case gives its own.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("--datastore", "LocalDS_0"),
+    ("--chain", "http://boot.example/boot.ipxe"),
+];
+
+struct World {
+    project: Project,
+    vcsim: Vcsim,
+}
+
+impl World {
+    fn new() -> Option<World> {
+        let vcsim = Vcsim::start()?;
+        let project = Project::new(&[]);
+        project.import();
+        ok(&project.xtask(&["build-rom", "--nic", "e1000,vmxnet3", "--runtime", "native"]));
+        Some(World { project, vcsim })
+    }
+
+    /// `deploy` with govc's environment: the password only in GOVC_PASSWORD.
+    fn deploy(&self, extra: &[&str]) -> Output {
+        self.deploy_with_password(support::vcsim::PASSWORD, extra)
+    }
+
+    fn deploy_with_password(&self, password: &str, extra: &[&str]) -> Output {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+        cmd.arg("--project")
+            .arg(self.project.dir.path())
+            .arg("--cache-dir")
+            .arg(self.project.cache())
+            .arg("deploy")
+            .args(ADDRESSES)
+            .args(extra)
+            .env("GOVC_URL", &self.vcsim.url)
+            .env("GOVC_USERNAME", support::vcsim::USER)
+            .env("GOVC_PASSWORD", password)
+            .env("GOVC_TLS_CA_CERTS", &self.vcsim.ca)
+            .env_remove("GOVC_INSECURE");
+        for (flag, value) in DEFAULTS {
+            if !extra.contains(flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        let out = cmd.output().unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !all.contains(password),
+            "the password appeared in deploy's output:\n{all}"
+        );
+        out
+    }
+
+    fn session(&self) -> Session {
+        Session::login(
+            &Endpoint {
+                url: self.vcsim.url.clone(),
+                insecure: false,
+                ca_file: Some(self.vcsim.ca.clone()),
+            },
+            &Credentials {
+                username: support::vcsim::USER.into(),
+                password: Secret::new(support::vcsim::PASSWORD.into()),
+            },
+        )
+        .unwrap()
+    }
+
+    fn rom(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.project.path(&format!("roms/vmware/{file}"))).unwrap()
+    }
+
+    /// The datastore file, fetched again over the `/folder` interface.
+    fn datastore_file(&self, path: &str) -> Option<Vec<u8>> {
+        let base = self.vcsim.url.trim_end_matches("/sdk");
+        let pem = std::fs::read(&self.vcsim.ca).unwrap();
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(format!("{base}/folder/{path}?dcPath=DC0&dsName=LocalDS_0"))
+            .call()
+            .unwrap();
+        (resp.status() == 200).then(|| resp.body_mut().read_to_vec().unwrap())
+    }
+
+    /// What `vmx --format json` prints for this ROM at the path deploy uses.
+    fn vmx_json(&self, nic: &str, file: &str) -> BTreeMap<String, String> {
+        let sha = format!("{:x}", Sha256::digest(self.rom(file)));
+        let rom = self.project.path(&format!("roms/vmware/{file}"));
+        let rom_path = format!(
+            "/vmfs/volumes/LocalDS_0/vsphere-ipxe-rom/{}/{file}",
+            &sha[..16]
+        );
+        let mut args = vec!["vmx", "--nic", nic, "--rom", rom.to_str().unwrap()];
+        args.extend_from_slice(&["--rom-path", &rom_path, "--format", "json"]);
+        args.extend_from_slice(ADDRESSES);
+        args.extend_from_slice(&["--chain", DEFAULTS[1].1]);
+        let out = self.project.xtask(&args);
+        ok(&out);
+        serde_json::from_str(&stdout(&out)).unwrap()
+    }
+}
+
+#[test]
+fn deploy_uploads_once_and_sets_exactly_the_keys_vmx_prints() {
+    let Some(w) = World::new() else { return };
+    let dry = w.deploy(&["--vm", "DC0_H0_VM0", "--nic", "e1000", "--dry-run"]);
+    ok(&dry);
+    assert!(stdout(&dry).contains("dry run: nothing was changed"));
+    let session = w.session();
+    let before = session.find_vm("DC0_H0_VM0").unwrap();
+    assert!(
+        !before.extra_config.contains_key("guestinfo.ipxe.net0.ip"),
+        "a dry run changes nothing"
+    );
+
+    let first = w.deploy(&["--vm", "DC0_H0_VM0", "--nic", "e1000"]);
+    ok(&first);
+    let text = stdout(&first);
+    eprintln!("{text}");
+    assert!(text.contains("note      the VM is powered on"), "{text}");
+
+    // Read back through the API: every key vmx prints, with its value.
+    let want = w.vmx_json("e1000", "8086100f.rom");
+    assert_eq!(want.len(), 9);
+    let vm = session.find_vm("DC0_H0_VM0").unwrap();
+    for (k, v) in &want {
+        assert_eq!(vm.extra_config.get(k), Some(v), "extraConfig {k}");
+    }
+    // The datastore file is the ROM, at its content-addressed path.
+    let rom = w.rom("8086100f.rom");
+    let sha = format!("{:x}", Sha256::digest(&rom));
+    let path = format!("vsphere-ipxe-rom/{}/8086100f.rom", &sha[..16]);
+    let stored = w
+        .datastore_file(&path)
+        .expect("the ROM is on the datastore");
+    assert_eq!(format!("{:x}", Sha256::digest(&stored)), sha);
+
+    let second = w.deploy(&["--vm", "DC0_H0_VM0", "--nic", "e1000"]);
+    ok(&second);
+    let text = stdout(&second);
+    assert!(text.contains("is there already: skipped"), "{text}");
+    assert!(text.contains("unchanged 9 key(s) already set"), "{text}");
+    assert!(!text.contains("\nset "), "nothing to set again:\n{text}");
+    session.logout().unwrap();
+}
+
+#[test]
+fn every_refusal_names_the_fix_and_changes_nothing() {
+    let Some(w) = World::new() else { return };
+    let cases: &[(&[&str], &str, Option<&str>)] = &[
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000"],
+            "refused the login of user 'deployer': check GOVC_USERNAME and GOVC_PASSWORD",
+            Some("wrong-password"),
+        ),
+        (
+            &["--vm", "DC0_H0_VM9", "--nic", "e1000"],
+            "no VM named 'DC0_H0_VM9'; did you mean 'DC0_H0_VM0', 'DC0_H0_VM1'? Pass it with --vm",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--datastore", "LocalDS_9"],
+            "no datastore named 'LocalDS_9'; did you mean 'LocalDS_0'? Pass it with --datastore",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "vmxnet3"],
+            "VM 'DC0_H0_VM0' ethernet0 is e1000 (VirtualE1000), not vmxnet3: deploy the e1000 ROM with --nic e1000",
+            None,
+        ),
+        (
+            &["--vm", "DC0_C0_RP0_VM1", "--nic", "e1000"],
+            "boots with EFI firmware, where a BIOS option ROM never runs; pass --set-bios-firmware",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--chain", "https://boot.example/x"],
+            "HTTPS is cut from this ROM",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--chain", "http://boot.example/a b"],
+            "whitespace",
+            None,
+        ),
+    ];
+    let session = w.session();
+    let watched = ["DC0_H0_VM0", "DC0_C0_RP0_VM1"];
+    let before: Vec<_> = watched
+        .iter()
+        .map(|n| session.find_vm(n).unwrap())
+        .collect();
+    for (args, want, password) in cases {
+        let out = match password {
+            Some(p) => w.deploy_with_password(p, args),
+            None => w.deploy(args),
+        };
+        let err = fails_with(&out, want);
+        eprintln!("{err}");
+    }
+    for (vm, old) in watched.iter().zip(&before) {
+        let now = session.find_vm(vm).unwrap();
+        assert_eq!(now.extra_config, old.extra_config, "{vm} was changed");
+        assert_eq!(now.firmware, old.firmware, "{vm} was changed");
+    }
+    assert!(
+        w.datastore_file("vsphere-ipxe-rom").is_none(),
+        "no ROM was uploaded by a refused deploy"
+    );
+    session.logout().unwrap();
+}
+
+#[test]
+fn an_efi_vm_is_switched_to_bios_only_when_asked() {
+    let Some(w) = World::new() else { return };
+    let out = w.deploy(&[
+        "--vm",
+        "DC0_C0_RP0_VM1",
+        "--nic",
+        "e1000",
+        "--set-bios-firmware",
+    ]);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("set       firmware = bios  (was efi)"),
+        "{}",
+        stdout(&out)
+    );
+    let vm = w.session().find_vm("DC0_C0_RP0_VM1").unwrap();
+    assert_eq!(vm.firmware, "bios");
+    assert_eq!(vm.extra_config["guestinfo.ipxe.net0.ip"], "10.0.0.11");
+}

@@ -1,0 +1,784 @@
+//! A small, typed client for the vSphere Web Services API (SOAP, vim25), which vCenter and
+//! standalone ESXi hosts both serve: one function per call `deploy` makes.
+//!
+//! Connection settings follow govc: `GOVC_URL`, `GOVC_USERNAME`, `GOVC_PASSWORD`,
+//! `GOVC_INSECURE`, `GOVC_TLS_CA_CERTS`. The password lives in [`Secret`], which never prints.
+
+use std::{cell::RefCell, collections::BTreeMap, fmt, sync::Arc, thread, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use roxmltree::{Document, Node};
+
+const VIM25: &str = "urn:vim25";
+/// The API version we speak; later servers accept it.
+const SOAP_ACTION: &str = "urn:vim25/6.5";
+
+/// A password: never shown by `Debug` or `Display`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `https://host/sdk`, with no credentials in it.
+    pub url: String,
+    pub insecure: bool,
+    /// PEM file of the CA(s) to trust instead of the public roots (vCenter's VMCA, say).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A managed object reference: `<_this type="VirtualMachine">vm-42</_this>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoRef {
+    pub kind: String,
+    pub value: String,
+}
+
+/// What `deploy` needs to know of a VM.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub moref: MoRef,
+    pub name: String,
+    /// `poweredOn`, `poweredOff` or `suspended`.
+    pub power_state: String,
+    /// `bios` or `efi`.
+    pub firmware: String,
+    /// The API type of each virtual NIC (`VirtualVmxnet3`, ...), ethernet0 first.
+    pub nics: Vec<String>,
+    pub extra_config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Datastore {
+    pub name: String,
+    /// The datacenter's name, as `/folder` URLs take it (`dcPath`).
+    pub datacenter: String,
+}
+
+/// The API types of virtual NICs, as `config.hardware.device` names them.
+const NIC_TYPES: &[&str] = &[
+    "VirtualE1000",
+    "VirtualE1000e",
+    "VirtualPCNet32",
+    "VirtualVmxnet",
+    "VirtualVmxnet2",
+    "VirtualVmxnet3",
+    "VirtualVmxnet3Vrdma",
+    "VirtualSriovEthernetCard",
+];
+
+/// A logged-in session. Dropping it does not log out; call [`Session::logout`].
+pub struct Session {
+    agent: ureq::Agent,
+    url: String,
+    /// `vmware_soap_session=...`, set by the first reply that carries it.
+    cookie: RefCell<String>,
+    content: ServiceContent,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceContent {
+    root_folder: MoRef,
+    property_collector: MoRef,
+    view_manager: MoRef,
+    session_manager: MoRef,
+}
+
+/// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message.
+#[derive(Debug)]
+pub struct Fault {
+    pub kind: String,
+    pub message: String,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+impl Session {
+    /// Connects and logs in.
+    pub fn login(endpoint: &Endpoint, creds: &Credentials) -> Result<Session> {
+        let agent = agent(endpoint)?;
+        let mut session = Session {
+            agent,
+            url: endpoint.url.clone(),
+            cookie: RefCell::new(String::new()),
+            content: ServiceContent {
+                root_folder: moref("Folder", ""),
+                property_collector: moref("PropertyCollector", ""),
+                view_manager: moref("ViewManager", ""),
+                session_manager: moref("SessionManager", ""),
+            },
+        };
+        let reply = session
+            .call(
+                "RetrieveServiceContent",
+                &moref("ServiceInstance", "ServiceInstance"),
+                "",
+            )
+            .with_context(|| {
+                format!(
+                    "cannot reach the vSphere API at {}; if it uses a private CA, pass --ca-file \
+                     (GOVC_TLS_CA_CERTS), or --insecure (GOVC_INSECURE=1) to skip verification",
+                    endpoint.url
+                )
+            })?;
+        let doc = Document::parse(&reply)?;
+        let rv = returnval(&doc)?;
+        session.content = ServiceContent {
+            root_folder: child_moref(rv, "rootFolder")?,
+            property_collector: child_moref(rv, "propertyCollector")?,
+            view_manager: child_moref(rv, "viewManager")?,
+            session_manager: child_moref(rv, "sessionManager")?,
+        };
+        let body = format!(
+            "<userName>{}</userName><password>{}</password>",
+            escape(&creds.username),
+            escape(creds.password.expose())
+        );
+        let sm = session.content.session_manager.clone();
+        match session.call("Login", &sm, &body) {
+            Ok(_) => Ok(session),
+            Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
+                "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
+                endpoint.url,
+                creds.username
+            ),
+            Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
+        }
+    }
+
+    pub fn logout(self) -> Result<()> {
+        let sm = self.content.session_manager.clone();
+        self.call("Logout", &sm, "").map(|_| ())
+    }
+
+    /// Every object of one type in the inventory, with the given properties.
+    fn inventory(&self, kind: &str, paths: &[&str]) -> Result<Vec<(MoRef, Props)>> {
+        let body = format!(
+            "<container type=\"Folder\">{}</container><type>{kind}</type><recursive>true</recursive>",
+            escape(&self.content.root_folder.value)
+        );
+        let reply = self.call("CreateContainerView", &self.content.view_manager, &body)?;
+        let view = {
+            let doc = Document::parse(&reply)?;
+            node_moref(returnval(&doc)?)?
+        };
+        let object_set = format!(
+            "<objectSet><obj type=\"ContainerView\">{}</obj><skip>true</skip>\
+             <selectSet xsi:type=\"TraversalSpec\"><name>view</name><type>ContainerView</type>\
+             <path>view</path><skip>false</skip></selectSet></objectSet>",
+            escape(&view.value)
+        );
+        let found = self.retrieve(kind, paths, &object_set);
+        let _ = self.call("DestroyView", &view, "");
+        found
+    }
+
+    /// The given properties of one object.
+    fn properties(&self, obj: &MoRef, paths: &[&str]) -> Result<Props> {
+        let object_set = format!(
+            "<objectSet><obj type=\"{}\">{}</obj><skip>false</skip></objectSet>",
+            escape(&obj.kind),
+            escape(&obj.value)
+        );
+        self.retrieve(&obj.kind, paths, &object_set)?
+            .into_iter()
+            .next()
+            .map(|(_, p)| p)
+            .with_context(|| format!("{} {} has gone", obj.kind, obj.value))
+    }
+
+    fn retrieve(
+        &self,
+        kind: &str,
+        paths: &[&str],
+        object_set: &str,
+    ) -> Result<Vec<(MoRef, Props)>> {
+        let path_set: String = paths
+            .iter()
+            .map(|p| format!("<pathSet>{p}</pathSet>"))
+            .collect();
+        let body = format!(
+            "<specSet><propSet><type>{kind}</type><all>false</all>{path_set}</propSet>{object_set}</specSet><options/>"
+        );
+        let pc = self.content.property_collector.clone();
+        let mut reply = self.call("RetrievePropertiesEx", &pc, &body)?;
+        let mut out = Vec::new();
+        loop {
+            let doc = Document::parse(&reply)?;
+            let Some(rv) = doc
+                .descendants()
+                .find(|n| n.has_tag_name((VIM25, "returnval")))
+            else {
+                return Ok(out);
+            };
+            for obj in rv.children().filter(|n| n.has_tag_name((VIM25, "objects"))) {
+                let me = child_moref(obj, "obj")?;
+                let mut props = Props::default();
+                for p in obj
+                    .children()
+                    .filter(|n| n.has_tag_name((VIM25, "propSet")))
+                {
+                    let name = child_text(p, "name").unwrap_or_default();
+                    if let Some(val) = p.children().find(|n| n.has_tag_name((VIM25, "val"))) {
+                        props.0.insert(name, val_xml(val));
+                    }
+                }
+                out.push((me, props));
+            }
+            match child_text(rv, "token") {
+                Some(token) => {
+                    reply = self.call(
+                        "ContinueRetrievePropertiesEx",
+                        &pc,
+                        &format!("<token>{}</token>", escape(&token)),
+                    )?
+                }
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Finds a VM by name; the error lists close names.
+    pub fn find_vm(&self, name: &str) -> Result<Vm> {
+        let all = self.inventory("VirtualMachine", &["name"])?;
+        let names: Vec<String> = all.iter().filter_map(|(_, p)| p.text("name")).collect();
+        let Some((moref, _)) = all
+            .iter()
+            .find(|(_, p)| p.text("name").as_deref() == Some(name))
+        else {
+            bail!("{}", not_found("VM", name, &names, "--vm"));
+        };
+        let p = self.properties(
+            moref,
+            &[
+                "config.extraConfig",
+                "config.firmware",
+                "config.hardware.device",
+                "runtime.powerState",
+            ],
+        )?;
+        Ok(Vm {
+            moref: moref.clone(),
+            name: name.to_string(),
+            power_state: p.text("runtime.powerState").unwrap_or_default(),
+            firmware: p.text("config.firmware").unwrap_or_else(|| "bios".into()),
+            nics: p.with("config.hardware.device", nic_types)?,
+            extra_config: p.with("config.extraConfig", option_values)?,
+        })
+    }
+
+    /// Finds a datastore by name, and the datacenter that holds it.
+    pub fn find_datastore(&self, name: &str) -> Result<Datastore> {
+        let stores = self.inventory("Datastore", &["name"])?;
+        let names: Vec<String> = stores.iter().filter_map(|(_, p)| p.text("name")).collect();
+        let Some((ds, _)) = stores
+            .iter()
+            .find(|(_, p)| p.text("name").as_deref() == Some(name))
+        else {
+            bail!("{}", not_found("datastore", name, &names, "--datastore"));
+        };
+        for (_, dc) in self.inventory("Datacenter", &["name", "datastore"])? {
+            let holds = dc.with("datastore", |n| {
+                Ok(n.descendants()
+                    .filter(|c| c.has_tag_name((VIM25, "ManagedObjectReference")))
+                    .any(|c| c.text() == Some(ds.value.as_str())))
+            })?;
+            if holds {
+                return Ok(Datastore {
+                    name: name.to_string(),
+                    datacenter: dc.text("name").unwrap_or_default(),
+                });
+            }
+        }
+        bail!("datastore '{name}' belongs to no datacenter this user can see")
+    }
+
+    /// A file on a datastore, or None where there is none.
+    pub fn download(&self, ds: &Datastore, path: &str) -> Result<Option<Vec<u8>>> {
+        let url = folder_url(&self.url, ds, path);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .header("Cookie", self.cookie.borrow().as_str())
+            .call()
+            .with_context(|| format!("cannot read [{}] {path}", ds.name))?;
+        match resp.status().as_u16() {
+            200 => Ok(Some(resp.body_mut().read_to_vec()?)),
+            404 => Ok(None),
+            s => bail!("reading [{}] {path} answered HTTP {s}", ds.name),
+        }
+    }
+
+    /// Writes a file to a datastore over the `/folder` HTTP interface.
+    pub fn upload(&self, ds: &Datastore, path: &str, bytes: &[u8]) -> Result<()> {
+        let url = folder_url(&self.url, ds, path);
+        let resp = self
+            .agent
+            .put(&url)
+            .header("Cookie", self.cookie.borrow().as_str())
+            .header("Content-Type", "application/octet-stream")
+            .send(bytes)
+            .with_context(|| format!("cannot upload to [{}] {path}", ds.name))?;
+        match resp.status().as_u16() {
+            200 | 201 | 204 => Ok(()),
+            s => bail!(
+                "uploading to [{}] {path} answered HTTP {s}: the user needs Datastore.FileManagement there",
+                ds.name
+            ),
+        }
+    }
+
+    /// One ReconfigVM_Task that sets these extraConfig keys (and the firmware, if given).
+    pub fn reconfigure(
+        &self,
+        vm: &Vm,
+        extra: &BTreeMap<String, String>,
+        firmware: Option<&str>,
+    ) -> Result<MoRef> {
+        let mut spec = String::new();
+        for (k, v) in extra {
+            spec.push_str(&format!(
+                "<extraConfig xsi:type=\"OptionValue\"><key>{}</key><value xsi:type=\"xsd:string\">{}</value></extraConfig>",
+                escape(k),
+                escape(v)
+            ));
+        }
+        // The WSDL's sequence puts firmware after extraConfig.
+        if let Some(f) = firmware {
+            spec.push_str(&format!("<firmware>{}</firmware>", escape(f)));
+        }
+        let reply = self.call(
+            "ReconfigVM_Task",
+            &vm.moref,
+            &format!("<spec>{spec}</spec>"),
+        )?;
+        let doc = Document::parse(&reply)?;
+        node_moref(returnval(&doc)?)
+    }
+
+    pub fn power_on(&self, vm: &Vm) -> Result<MoRef> {
+        let reply = self.call("PowerOnVM_Task", &vm.moref, "")?;
+        let doc = Document::parse(&reply)?;
+        node_moref(returnval(&doc)?)
+    }
+
+    /// Waits for a task to succeed; its error, if it fails.
+    pub fn wait(&self, task: &MoRef, timeout: Duration) -> Result<()> {
+        let started = std::time::Instant::now();
+        loop {
+            let p = self.properties(task, &["info.state", "info.error"])?;
+            match p.text("info.state").as_deref() {
+                Some("success") => return Ok(()),
+                Some("error") => {
+                    let why = p
+                        .with("info.error", |n| Ok(child_text(n, "localizedMessage")))?
+                        .unwrap_or_else(|| "no message".into());
+                    bail!("vSphere task {} failed: {why}", task.value)
+                }
+                _ if started.elapsed() > timeout => bail!(
+                    "vSphere task {} did not finish within {} s; look at it in the vSphere client",
+                    task.value,
+                    timeout.as_secs()
+                ),
+                _ => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn call(&self, method: &str, this: &MoRef, body: &str) -> Result<String> {
+        let envelope = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+             xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
+             xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>\
+             <{method} xmlns=\"{VIM25}\"><_this type=\"{}\">{}</_this>{body}</{method}>\
+             </soapenv:Body></soapenv:Envelope>",
+            escape(&this.kind),
+            escape(&this.value)
+        );
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", SOAP_ACTION);
+        let cookie = self.cookie.borrow().clone();
+        if !cookie.is_empty() {
+            req = req.header("Cookie", &cookie);
+        }
+        let mut resp = req.send(envelope.as_bytes())?;
+        let status = resp.status().as_u16();
+        if let Some(c) = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("vmware_soap_session="))
+        {
+            *self.cookie.borrow_mut() = c.split(';').next().unwrap_or_default().to_string();
+        }
+        let text = resp.body_mut().read_to_string()?;
+        if status == 200 {
+            return Ok(text);
+        }
+        let doc = Document::parse(&text)
+            .with_context(|| format!("{method} answered HTTP {status} with no SOAP body"))?;
+        let fault = doc
+            .descendants()
+            .find(|n| n.tag_name().name() == "Fault")
+            .with_context(|| format!("{method} answered HTTP {status} with no SOAP fault"))?;
+        let message = fault
+            .children()
+            .find(|n| n.tag_name().name() == "faultstring")
+            .and_then(|n| n.text())
+            .unwrap_or("no message")
+            .to_string();
+        let kind = fault
+            .descendants()
+            .find(|n| n.tag_name().name() == "detail")
+            .and_then(|d| d.children().find(Node::is_element))
+            .map(|n| {
+                let name = n.tag_name().name();
+                name.strip_suffix("Fault").unwrap_or(name).to_string()
+            })
+            .unwrap_or_default();
+        Err(Fault { kind, message }.into())
+    }
+}
+
+/// Properties by path, each kept as the XML of its `<val>`.
+#[derive(Debug, Default)]
+struct Props(BTreeMap<String, String>);
+
+impl Props {
+    fn text(&self, path: &str) -> Option<String> {
+        let xml = self.0.get(path)?;
+        let doc = Document::parse(xml).ok()?;
+        Some(doc.root_element().text().unwrap_or_default().to_string())
+    }
+
+    fn with<T: Default>(&self, path: &str, f: impl Fn(Node) -> Result<T>) -> Result<T> {
+        match self.0.get(path) {
+            Some(xml) => f(Document::parse(xml)?.root_element()),
+            None => Ok(T::default()),
+        }
+    }
+}
+
+/// A `<val>` re-serialised on its own, with the namespaces it needs declared.
+fn val_xml(val: Node) -> String {
+    let range = val.range();
+    let raw = &val.document().input_text()[range];
+    // Re-root the element so it parses alone: declare the namespaces the SOAP body had.
+    raw.replacen(
+        "<val",
+        "<val xmlns=\"urn:vim25\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"",
+        1,
+    )
+}
+
+fn nic_types(val: Node) -> Result<Vec<String>> {
+    let mut nics: Vec<(u64, String)> = val
+        .children()
+        .filter(Node::is_element)
+        .filter_map(|d| {
+            let kind = d
+                .attributes()
+                .find(|a| a.name() == "type")
+                .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string())?;
+            let key = child_text(d, "key")?.parse().ok()?;
+            NIC_TYPES.contains(&kind.as_str()).then_some((key, kind))
+        })
+        .collect();
+    nics.sort();
+    Ok(nics.into_iter().map(|(_, k)| k).collect())
+}
+
+/// extraConfig as a map; where a key repeats, the last value is the one in force.
+fn option_values(val: Node) -> Result<BTreeMap<String, String>> {
+    Ok(val
+        .children()
+        .filter(Node::is_element)
+        .filter_map(|o| {
+            Some((
+                child_text(o, "key")?,
+                child_text(o, "value").unwrap_or_default(),
+            ))
+        })
+        .collect())
+}
+
+fn agent(endpoint: &Endpoint) -> Result<ureq::Agent> {
+    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder().disable_verification(endpoint.insecure);
+    if let Some(path) = &endpoint.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            bail!("--ca-file {} holds no PEM certificate", path.display());
+        }
+        tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
+    }
+    Ok(ureq::Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into())
+}
+
+/// `https://host/sdk` from what govc accepts: `host`, `https://host`, `https://user:pw@host/sdk`.
+/// Returns the URL without credentials, and the user and password it held.
+pub fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>)> {
+    let (scheme, rest) = match raw.split_once("://") {
+        Some((s, r)) if s == "https" || s == "http" => (s, r),
+        Some((s, _)) => bail!("GOVC_URL/--url scheme '{s}' is not https"),
+        None => ("https", raw),
+    };
+    let (auth, hostpath) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let host = hostpath.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        bail!("GOVC_URL/--url has no host: give e.g. https://vcenter.example/sdk");
+    }
+    let path = hostpath[host.len()..].trim_end_matches('/');
+    let path = if path.is_empty() { "/sdk" } else { path };
+    let (user, password) = match auth.map(|a| a.split_once(':').unwrap_or((a, ""))) {
+        Some((u, p)) => (
+            Some(percent_decode(u)),
+            (!p.is_empty()).then(|| Secret::new(percent_decode(p))),
+        ),
+        None => (None, None),
+    };
+    Ok((format!("{scheme}://{host}{path}"), user, password))
+}
+
+fn folder_url(sdk: &str, ds: &Datastore, path: &str) -> String {
+    let base = sdk.trim_end_matches("/sdk");
+    let path: String = path
+        .split('/')
+        .map(percent_encode)
+        .collect::<Vec<_>>()
+        .join("/");
+    format!(
+        "{base}/folder/{path}?dcPath={}&dsName={}",
+        percent_encode(&ds.datacenter),
+        percent_encode(&ds.name)
+    )
+}
+
+fn not_found(what: &str, name: &str, names: &[String], flag: &str) -> String {
+    let lower = name.to_lowercase();
+    let mut close: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            let n = n.to_lowercase();
+            n.contains(&lower) || lower.contains(&n) || edit_distance(&n, &lower) <= 3
+        })
+        .collect();
+    close.sort();
+    close.truncate(5);
+    if close.is_empty() {
+        format!("no {what} named '{name}' is visible to this user; check {flag}")
+    } else {
+        let list: Vec<String> = close.iter().map(|n| format!("'{n}'")).collect();
+        format!(
+            "no {what} named '{name}'; did you mean {}? Pass it with {flag}",
+            list.join(", ")
+        )
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+fn moref(kind: &str, value: &str) -> MoRef {
+    MoRef {
+        kind: kind.into(),
+        value: value.into(),
+    }
+}
+
+fn returnval<'a>(doc: &'a Document) -> Result<Node<'a, 'a>> {
+    doc.descendants()
+        .find(|n| n.has_tag_name((VIM25, "returnval")))
+        .context("the vSphere API answered without a returnval")
+}
+
+fn node_moref(n: Node) -> Result<MoRef> {
+    Ok(MoRef {
+        kind: n
+            .attribute("type")
+            .context("a managed object reference without a type")?
+            .to_string(),
+        value: n.text().unwrap_or_default().to_string(),
+    })
+}
+
+fn child_moref(n: Node, name: &str) -> Result<MoRef> {
+    node_moref(
+        n.children()
+            .find(|c| c.has_tag_name((VIM25, name)))
+            .with_context(|| format!("the vSphere API answered without {name}"))?,
+    )
+}
+
+fn child_text(n: Node, name: &str) -> Option<String> {
+    n.children()
+        .find(|c| c.tag_name().name() == name)
+        .map(|c| c.text().unwrap_or_default().to_string())
+}
+
+fn fault_kind(e: &anyhow::Error) -> Option<&str> {
+    e.downcast_ref::<Fault>().map(|f| f.kind.as_str())
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The datastore path a VMX file option takes for a file on a named datastore.
+pub fn vmfs_path(ds: &str, path: &str) -> String {
+    format!("/vmfs/volumes/{ds}/{}", path.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_as_govc_takes_them() {
+        let (url, user, pw) = parse_url("vc.example").unwrap();
+        assert_eq!(
+            (url.as_str(), user, pw.is_none()),
+            ("https://vc.example/sdk", None, true)
+        );
+        let (url, user, pw) =
+            parse_url("https://admin%40vsphere.local:p%3Ass@vc.example:8443/").unwrap();
+        assert_eq!(url, "https://vc.example:8443/sdk");
+        assert_eq!(user.as_deref(), Some("admin@vsphere.local"));
+        assert_eq!(pw.unwrap().expose(), "p:ss");
+        assert!(parse_url("ftp://x").is_err());
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2".into())),
+            "Secret(***)"
+        );
+    }
+
+    #[test]
+    fn folder_urls_are_encoded() {
+        let ds = Datastore {
+            name: "data store 1".into(),
+            datacenter: "DC/0".into(),
+        };
+        assert_eq!(
+            folder_url("https://h/sdk", &ds, "vsphere-ipxe-rom/ab/15ad07b0.rom"),
+            "https://h/folder/vsphere-ipxe-rom/ab/15ad07b0.rom?dcPath=DC%2F0&dsName=data%20store%201"
+        );
+    }
+
+    #[test]
+    fn close_names() {
+        let names = vec!["web-01".to_string(), "web-02".into(), "db-01".into()];
+        assert!(not_found("VM", "web-1", &names, "--vm").contains("'web-01', 'web-02'"));
+        assert!(not_found("VM", "zzz", &names, "--vm").contains("no VM named 'zzz' is visible"));
+    }
+
+    #[test]
+    fn reads_devices_and_extra_config_from_property_xml() {
+        let xml = r#"<val xmlns="urn:vim25" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">
+            <VirtualDevice xsi:type="VirtualIDEController"><key>200</key></VirtualDevice>
+            <VirtualDevice xsi:type="VirtualVmxnet3"><key>4001</key></VirtualDevice>
+            <VirtualDevice xsi:type="VirtualE1000"><key>4000</key></VirtualDevice></val>"#;
+        let doc = Document::parse(xml).unwrap();
+        assert_eq!(
+            nic_types(doc.root_element()).unwrap(),
+            ["VirtualE1000", "VirtualVmxnet3"]
+        );
+        let xml = r#"<val xmlns="urn:vim25"><OptionValue><key>a</key><value>1</value></OptionValue><OptionValue><key>a</key><value>2</value></OptionValue></val>"#;
+        let doc = Document::parse(xml).unwrap();
+        assert_eq!(option_values(doc.root_element()).unwrap()["a"], "2");
+    }
+}
