@@ -37,6 +37,18 @@ impl Real {
         let project = tempfile::tempdir().unwrap();
         fs::create_dir_all(project.path().join("configs")).unwrap();
         fs::create_dir_all(project.path().join("ipxe-patches")).unwrap();
+        // The repository's patch series, whose upstream patches must be in the cache too.
+        for entry in fs::read_dir(repo().join("ipxe-patches")).unwrap() {
+            let path = entry.unwrap().path();
+            fs::copy(
+                &path,
+                project
+                    .path()
+                    .join("ipxe-patches")
+                    .join(path.file_name().unwrap()),
+            )
+            .unwrap();
+        }
         for entry in fs::read_dir(repo().join("configs")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "toml") {
@@ -51,6 +63,23 @@ impl Real {
             }
         }
         fs::copy(repo().join("Dockerfile"), project.path().join("Dockerfile")).unwrap();
+        let fetch = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--project")
+            .arg(project.path())
+            .arg("--cache-dir")
+            .arg(cache.root())
+            .args(["fetch", "--offline"])
+            .output()
+            .unwrap();
+        if !fetch.status.success() || !series_cached(project.path(), &cache) {
+            skip(&format!(
+                "the upstream patches of ipxe-patches/series.toml are not all in the cache {}; \
+                 import each with `cargo xtask fetch --patch FILE` (FILE from git format-patch -1 <commit>) \
+                 to run the real-iPXE tests",
+                cache.root().display()
+            ));
+            return None;
+        }
         Some(Real {
             project,
             cache: cache.root().to_path_buf(),
@@ -78,6 +107,20 @@ impl Real {
     fn out(&self, name: &str) -> PathBuf {
         self.project.path().join(name)
     }
+}
+
+/// Whether every upstream patch the series names is in the cache.
+fn series_cached(project: &std::path::Path, cache: &Cache) -> bool {
+    let text = fs::read_to_string(project.join("ipxe-patches/series.toml")).unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("digest = \"sha256:"))
+        .all(|hex| {
+            cache
+                .root()
+                .join("patches")
+                .join(format!("{}.patch", hex.trim_end_matches('"')))
+                .is_file()
+        })
 }
 
 fn check_all(dir: &std::path::Path) -> Manifest {
@@ -609,4 +652,76 @@ fn an_incremental_build_matches_a_from_scratch_rebuild() {
         "{}",
         stdout(&run)
     );
+}
+
+/// Linked bytes per object, from `sizes`.
+fn object_sizes(real: &Real, profile: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = real.xtask(&[
+        "sizes",
+        "--nic",
+        "vmxnet3",
+        "--profile",
+        profile,
+        "--runtime",
+        "native",
+        "--top",
+        "1000",
+    ]);
+    ok(&out);
+    stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, bytes) = (w.next()?, w.next()?.parse().ok()?);
+            // Object rows name a source directory third; group rows a share.
+            w.next().filter(|d| !d.ends_with('%'))?;
+            Some((name.to_string(), bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn each_upstream_fix_reaches_the_object_it_fixes() {
+    let Some(real) = Real::find() else { return };
+    let out = real.out("series");
+    ok(&real.build_native(&["--nic", "vmxnet3", "--profile", "vmware-https"], &out));
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    let applied: Vec<(&str, Vec<i64>)> = manifest
+        .patches
+        .iter()
+        .map(|p| (p.name.as_str(), p.offsets.iter().map(|o| o.lines).collect()))
+        .collect();
+    assert_eq!(
+        applied,
+        [
+            ("upstream-36c25549c8b0", vec![]),
+            ("upstream-48c04ec047a1", vec![-27, -27]),
+            ("upstream-cbfa5ef6d322", vec![-228]),
+            (
+                "0001-build-rebuild-rootcert-when-a-trusted-certificate-changes.patch",
+                vec![]
+            ),
+        ],
+        "the series, in order, with the offsets GNU patch -F0 also finds"
+    );
+    // Without a VM: each fix changes the object it is in. The series file goes away for the
+    // second build, and comes back.
+    let series = real.project.path().join("ipxe-patches/series.toml");
+    let text = fs::read_to_string(&series).unwrap();
+    for (profile, fixed) in [
+        ("vmware", &["settings", "httpcore"][..]),
+        ("vmware-https", &["settings", "httpcore", "tls"][..]),
+    ] {
+        let with = object_sizes(&real, profile);
+        fs::remove_file(&series).unwrap();
+        let without = object_sizes(&real, profile);
+        fs::write(&series, &text).unwrap();
+        for obj in fixed {
+            eprintln!("{profile} {obj}: {} -> {} bytes", without[*obj], with[*obj]);
+            assert_ne!(
+                with[*obj], without[*obj],
+                "{profile}: the fix in {obj} is not linked"
+            );
+        }
+    }
 }

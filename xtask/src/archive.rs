@@ -17,9 +17,23 @@ use crate::{
     util,
 };
 
+/// What an archive says of the commit it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Described {
+    /// From `git archive`'s pax global header (`comment=<commit id>`).
+    pub commit: Option<String>,
+    /// The newest entry time: `git archive` stamps every entry with the commit time.
+    pub mtime: Option<u64>,
+}
+
 /// Extracts `archive` into the empty directory `dest`. A single top-level directory (as GitHub
 /// and `git archive --prefix` make) is removed. Returns the tree digest of what was written.
 pub fn extract(archive: &Path, dest: &Path) -> Result<TreeDigest> {
+    extract_described(archive, dest).map(|(d, _)| d)
+}
+
+/// [`extract`], and what the archive says of its commit.
+pub fn extract_described(archive: &Path, dest: &Path) -> Result<(TreeDigest, Described)> {
     let head = util::read_prefix(archive, 512)?;
     let file =
         fs::File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
@@ -45,8 +59,8 @@ struct Item {
     data: Vec<u8>,
 }
 
-fn extract_from(reader: impl Read, dest: &Path) -> Result<TreeDigest> {
-    let items = read_all(reader)?;
+fn extract_from(reader: impl Read, dest: &Path) -> Result<(TreeDigest, Described)> {
+    let (items, described) = read_all(reader)?;
     let strip = common_top_dir(&items);
     let mut entries = Vec::new();
     let mut seen = BTreeSet::new();
@@ -116,13 +130,14 @@ fn extract_from(reader: impl Read, dest: &Path) -> Result<TreeDigest> {
     if entries.is_empty() {
         bail!("the archive holds no files");
     }
-    Ok(TreeDigest::of(entries))
+    Ok((TreeDigest::of(entries), described))
 }
 
 /// Reads every entry first: a truncated archive is then refused before anything is trusted.
-fn read_all(reader: impl Read) -> Result<Vec<Item>> {
+fn read_all(reader: impl Read) -> Result<(Vec<Item>, Described)> {
     let mut archive = tar::Archive::new(reader);
     let mut items = Vec::new();
+    let mut described = Described::default();
     for (index, entry) in archive
         .entries()
         .context("cannot read the archive")?
@@ -132,8 +147,20 @@ fn read_all(reader: impl Read) -> Result<Vec<Item>> {
             format!("the archive is truncated or corrupt at entry {}", index + 1)
         })?;
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+        if kind == EntryType::XGlobalHeader {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            described.commit = String::from_utf8_lossy(&data)
+                .lines()
+                .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
+                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
             continue;
+        }
+        if kind == EntryType::XHeader {
+            continue;
+        }
+        if let Ok(t) = entry.header().mtime() {
+            described.mtime = Some(described.mtime.map_or(t, |m| m.max(t)));
         }
         let raw = entry.path_bytes().into_owned();
         let name = String::from_utf8(raw).map_err(|e| {
@@ -163,7 +190,7 @@ fn read_all(reader: impl Read) -> Result<Vec<Item>> {
             data,
         });
     }
-    Ok(items)
+    Ok((items, described))
 }
 
 /// Splits an entry name into components, refusing absolute paths and `..`.
@@ -247,7 +274,7 @@ mod tests {
 
     fn run(raw: Raw) -> (tempfile::TempDir, Result<TreeDigest>) {
         let dir = tempfile::tempdir().unwrap();
-        let res = extract_from(raw.bytes().as_slice(), dir.path());
+        let res = extract_from(raw.bytes().as_slice(), dir.path()).map(|(d, _)| d);
         (dir, res)
     }
 

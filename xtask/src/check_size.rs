@@ -25,6 +25,17 @@ pub struct Args {
     how: RuntimeArgs,
 }
 
+impl Args {
+    /// Every profile in the budget, checked and not updated.
+    pub fn all(how: RuntimeArgs) -> Args {
+        Args {
+            profile: None,
+            update: false,
+            how,
+        }
+    }
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let path = ctx.project.root.join("roms/budget.toml");
     let mut budget = Budget::load(&path)?;

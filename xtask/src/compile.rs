@@ -62,8 +62,13 @@ impl Runtime {
 /// recompiles what a change touches. Locked while in use.
 pub struct BuildTree {
     pub root: PathBuf,
+    /// Each patch that applied at an offset, by name, with its moved hunks.
+    pub offsets: Vec<(String, Vec<patch::Offset>)>,
     _lock: crate::cache::Lock,
 }
+
+/// Beside `src/` in a build tree: the offsets its patches applied at.
+const OFFSETS_FILE: &str = ".patch-offsets.json";
 
 impl BuildTree {
     pub fn src(&self) -> PathBuf {
@@ -78,7 +83,7 @@ pub fn prepare_tree(
     sh: &Shell,
     cache: &Cache,
     source: &Source,
-    patches: &[PathBuf],
+    patches: &[patch::PatchSpec],
     profile: &str,
     runtime: &Runtime,
 ) -> Result<BuildTree> {
@@ -88,8 +93,7 @@ pub fn prepare_tree(
         runtime.identity()
     );
     for p in patches {
-        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        key.push_str(&format!("{name} {}\n", util::sha256_file(p)?));
+        key.push_str(&format!("{} {}\n", p.name, util::sha256_file(&p.path)?));
     }
     let key = util::sha256_hex(key.as_bytes());
     let lock = cache.lock(&format!("build-{}", &key[..16]))?;
@@ -105,9 +109,22 @@ pub fn prepare_tree(
             .quiet()
             .run()
             .context("cannot copy the iPXE tree")?;
+        let mut offsets = Vec::new();
         for p in patches {
-            patch::apply(p, &tree)?;
+            let moved = match patch::apply(p, &tree) {
+                Ok(moved) => moved,
+                Err(_) if patch::already_applied(p, &tree).unwrap_or(false) => bail!(
+                    "patch {} is already in this iPXE tree: remove it from ipxe-patches/series.toml \
+                     (or the profile's patches)",
+                    p.name
+                ),
+                Err(e) => return Err(e),
+            };
+            if !moved.is_empty() {
+                offsets.push((p.name.clone(), moved));
+            }
         }
+        fs::write(tree.join(OFFSETS_FILE), serde_json::to_string(&offsets)?)?;
         if root.exists() {
             fs::remove_dir_all(&root)?;
         }
@@ -120,7 +137,15 @@ pub fn prepare_tree(
             root.display()
         );
     }
-    Ok(BuildTree { root, _lock: lock })
+    let offsets = fs::read_to_string(root.join(OFFSETS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    Ok(BuildTree {
+        root,
+        offsets,
+        _lock: lock,
+    })
 }
 
 /// Files a profile compiles in, copied into the tree under fixed names so their paths are the

@@ -24,7 +24,8 @@ pub struct Manifest {
     pub tool: String,
     pub source: SourceInfo,
     pub profile: ProfileInfo,
-    pub patches: Vec<FileDigest>,
+    /// The series, then the profile's own patches, in the order applied.
+    pub patches: Vec<crate::series::PatchRecord>,
     pub toolchain: BTreeMap<String, String>,
     pub runtime: RuntimeInfo,
     pub roms: BTreeMap<String, RomInfo>,

@@ -1,10 +1,11 @@
-//! `cargo xtask fetch`: the pinned iPXE source into the cache.
+//! `cargo xtask fetch`: the pinned iPXE source and the series' upstream patches into the cache.
 
 use std::{path::PathBuf, time::Instant};
 
 use anyhow::Result;
 use xtask::{
     pin::Pin,
+    series::{self, Got},
     source::{self, Origin},
 };
 
@@ -15,12 +16,28 @@ pub struct Args {
     /// Import this tar or tar.gz archive of the pinned commit instead of downloading
     #[arg(long, value_name = "FILE")]
     archive: Option<PathBuf>,
+    /// Import a patch of ipxe-patches/series.toml made elsewhere (git format-patch -1 <commit>);
+    /// repeat for several
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["archive", "offline"])]
+    patch: Vec<PathBuf>,
     /// Only look in the cache; fail if the source is not there
     #[arg(long, conflicts_with = "archive")]
     offline: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
+    if !args.patch.is_empty() {
+        for file in &args.patch {
+            let e = series::import(&ctx.project, &ctx.cache, file)?;
+            println!(
+                "{} imported from {}: {}",
+                e.name(),
+                file.display(),
+                e.digest.unwrap_or_default()
+            );
+        }
+        return Ok(());
+    }
     let started = Instant::now();
     let pin = Pin::load(&ctx.project.pin_file())?;
     let (src, origin) = match (&args.archive, args.offline) {
@@ -49,5 +66,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         pin.tree_digest,
         started.elapsed()
     );
+    if !args.offline {
+        for (e, got) in series::fetch(&ctx.project, &ctx.cache)? {
+            let how = match got {
+                Got::Cached => "already cached",
+                Got::Downloaded => "downloaded",
+            };
+            println!("{} {how}: {}", e.name(), e.digest.unwrap_or_default());
+        }
+    }
     Ok(())
 }

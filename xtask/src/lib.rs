@@ -23,6 +23,7 @@ pub mod profile;
 pub mod project;
 pub mod release;
 pub mod romcheck;
+pub mod series;
 pub mod source;
 pub mod util;
 pub mod vmconfig;

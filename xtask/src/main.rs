@@ -7,6 +7,7 @@ mod check_size;
 mod deploy;
 mod fetch;
 mod inspect;
+mod pin_cmd;
 mod release_cmd;
 mod sizes;
 mod verify;
@@ -36,8 +37,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Download (or import) the pinned iPXE source, verify it and cache it
+    /// Download (or import) the pinned iPXE source and the series' patches, verify and cache them
     Fetch(fetch::Args),
+    /// Move the pin to another upstream commit: import it, check the patch series, rebuild
+    Pin(pin_cmd::Args),
     /// Build, check and emit option ROMs for the chosen NICs
     BuildRom(build_rom::Args),
     /// Parse any PCI option ROM and check it against its NIC's limit
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         };
         match cli.command {
             Command::Fetch(args) => fetch::run(&ctx, args),
+            Command::Pin(args) => pin_cmd::run(&ctx, args),
             Command::BuildRom(args) => build_rom::run(&ctx, args),
             Command::Inspect(args) => inspect::run(args),
             Command::Sizes(args) => sizes::run(&ctx, args),

@@ -1,9 +1,42 @@
-//! Applies `ipxe-patches/` unified diffs strictly: every hunk must match at the line it names,
-//! with no fuzz and no offset, or the build stops naming the file and hunk.
+//! Applies unified diffs with no fuzz: every line of a hunk's context must match. Our own
+//! patches must also match at the line they name. Upstream fixes written against a later tree
+//! may sit at another line: they apply there only when their context matches exactly at exactly
+//! one place, and the offset is recorded.
 
-use std::{fs, path::Path};
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// Where a hunk may apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// At the line the hunk names.
+    Exact,
+    /// Anywhere its old lines match exactly and uniquely (upstream fixes on an older tree).
+    WholeHunkOffset,
+}
+
+/// One patch to apply, and how.
+#[derive(Debug, Clone)]
+pub struct PatchSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub fit: Fit,
+}
+
+/// A hunk that applied away from the line it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offset {
+    pub file: String,
+    pub hunk: usize,
+    /// Lines from where the hunk says it goes to where it went (negative: earlier).
+    pub lines: i64,
+}
 
 #[derive(Debug, PartialEq, Eq)]
 struct FilePatch {
@@ -20,27 +53,100 @@ struct FilePatch {
 struct Hunk {
     header: String,
     old_start: usize,
+    new_start: usize,
     old: Vec<String>,
     new: Vec<String>,
     /// Whether the old/new sides end without a newline (`\ No newline at end of file`).
     old_no_eol: bool,
     new_no_eol: bool,
+    /// `@@ -A,B +C,D @@` and the hunk's lines as written: what the digest covers.
+    canonical: String,
 }
 
-/// Applies one patch file to the tree at `root`.
-pub fn apply(patch_file: &Path, root: &Path) -> Result<()> {
-    let name = patch_file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("?")
-        .to_string();
-    let text = fs::read_to_string(patch_file)
-        .with_context(|| format!("cannot read patch {}", patch_file.display()))?;
+/// Applies one patch to the tree at `root`; returns the hunks that applied at an offset.
+/// Every file is checked before any is written, so a patch that fails changes nothing.
+pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
+    let name = &spec.name;
+    let text = fs::read_to_string(&spec.path)
+        .with_context(|| format!("cannot read patch {}", spec.path.display()))?;
     let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
+    let mut writes = Vec::new();
+    let mut offsets = Vec::new();
     for fp in &files {
-        apply_file(fp, root).with_context(|| format!("patch {name} does not apply"))?;
+        let (write, mut moved) = patch_file(fp, root, spec.fit)
+            .with_context(|| format!("patch {name} does not apply"))?;
+        writes.push((fp, write));
+        offsets.append(&mut moved);
     }
-    Ok(())
+    for (fp, write) in writes {
+        let path = root.join(&fp.path);
+        match write {
+            None => fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path))?,
+            Some(text) => {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+/// Whether the patch is already in the tree: its reverse applies exactly where the patch would.
+pub fn already_applied(spec: &PatchSpec, root: &Path) -> Result<bool> {
+    let text = fs::read_to_string(&spec.path)?;
+    let files = parse(&text)?;
+    Ok(files.iter().all(|fp| {
+        let reversed = FilePatch {
+            path: fp.path.clone(),
+            create: fp.delete,
+            delete: fp.create,
+            hunks: fp
+                .hunks
+                .iter()
+                .map(|h| Hunk {
+                    header: h.header.clone(),
+                    old_start: h.new_start,
+                    new_start: h.old_start,
+                    old: h.new.clone(),
+                    new: h.old.clone(),
+                    old_no_eol: h.new_no_eol,
+                    new_no_eol: h.old_no_eol,
+                    canonical: String::new(),
+                })
+                .collect(),
+        };
+        patch_file(&reversed, root, spec.fit).is_ok()
+    }))
+}
+
+/// The patch's content digest, `sha256:<hex>`: over its file names and hunks only, so that
+/// mail headers, the commit message, `index` lines and the signature do not count. The
+/// canonical text is, for each file section in order, `--- OLD\n+++ NEW\n` (paths without the
+/// `a/`/`b/` prefix, or `/dev/null`), then for each hunk `@@ -A,B +C,D @@\n` followed by its
+/// lines exactly as they stand (context, removals, additions, `\ No newline` markers).
+pub fn digest(text: &str) -> Result<String> {
+    let files = parse(text).context("it is not a unified diff")?;
+    let mut canon = String::new();
+    for fp in &files {
+        let side = |absent: bool| {
+            if absent {
+                "/dev/null".to_string()
+            } else {
+                fp.path.clone()
+            }
+        };
+        let _ = write!(canon, "--- {}\n+++ {}\n", side(fp.create), side(fp.delete));
+        for h in &fp.hunks {
+            canon.push_str(&h.canonical);
+        }
+    }
+    Ok(format!(
+        "sha256:{}",
+        crate::util::sha256_hex(canon.as_bytes())
+    ))
 }
 
 fn parse(text: &str) -> Result<Vec<FilePatch>> {
@@ -114,14 +220,17 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
     };
     let (old_start, old_len) =
         count(old_r).with_context(|| format!("bad hunk header '{header}'"))?;
-    let (_, new_len) = count(new_r).with_context(|| format!("bad hunk header '{header}'"))?;
+    let (new_start, new_len) =
+        count(new_r).with_context(|| format!("bad hunk header '{header}'"))?;
     let mut hunk = Hunk {
         header,
         old_start,
+        new_start,
         old: vec![],
         new: vec![],
         old_no_eol: false,
         new_no_eol: false,
+        canonical: format!("@@ -{old_start},{old_len} +{new_start},{new_len} @@\n"),
     };
     let mut i = 1;
     let mut last = ' ';
@@ -137,6 +246,8 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
             .unwrap_or("")
             .trim_end_matches('\n')
             .to_string();
+        hunk.canonical.push_str(line.trim_end_matches('\n'));
+        hunk.canonical.push('\n');
         match line.chars().next() {
             Some(' ') => {
                 hunk.old.push(body.clone());
@@ -170,7 +281,8 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
     Ok((hunk, i))
 }
 
-fn apply_file(fp: &FilePatch, root: &Path) -> Result<()> {
+/// The file's new text (None: delete it) and the hunks that moved; writes nothing.
+fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, Vec<Offset>)> {
     let path = root.join(&fp.path);
     let original = if fp.create {
         if path.exists() {
@@ -189,31 +301,48 @@ fn apply_file(fp: &FilePatch, root: &Path) -> Result<()> {
     let mut out: Vec<String> = Vec::new();
     let mut next = 0usize;
     let mut ends_without_eol = !had_eol;
+    let mut offsets = Vec::new();
     for (n, hunk) in fp.hunks.iter().enumerate() {
-        let at = if hunk.old.is_empty() {
+        let named = if hunk.old.is_empty() {
             hunk.old_start
         } else {
             hunk.old_start.saturating_sub(1)
         };
         let where_ = || format!("{} hunk {} ({})", fp.path, n + 1, hunk.header);
-        if at < next || at + hunk.old.len() > old_lines.len() {
-            bail!(
-                "{}: its lines {}..{} are not in the file ({} lines)",
-                where_(),
-                at + 1,
-                at + hunk.old.len(),
-                old_lines.len()
-            );
-        }
-        for (k, want) in hunk.old.iter().enumerate() {
-            let got = old_lines[at + k];
-            if got != want {
-                bail!(
-                    "{}: line {} should be\n  {want:?}\nbut is\n  {got:?}",
-                    where_(),
-                    at + k + 1
-                );
+        let at = match place(&old_lines, hunk, named, next) {
+            Ok(at) => at,
+            Err(mismatch) if fit == Fit::Exact || hunk.old.is_empty() => {
+                bail!("{}: {mismatch}", where_())
             }
+            Err(mismatch) => {
+                let found: Vec<usize> = (next..=old_lines.len().saturating_sub(hunk.old.len()))
+                    .filter(|&at| matches_at(&old_lines, hunk, at))
+                    .collect();
+                match found.as_slice() {
+                    [at] => *at,
+                    [] => bail!(
+                        "{}: {mismatch}; its context is nowhere else in the file either",
+                        where_()
+                    ),
+                    many => bail!(
+                        "{}: its context matches at {} places (lines {}), so the offset is \
+                         ambiguous; refresh the patch against this tree",
+                        where_(),
+                        many.len(),
+                        many.iter()
+                            .map(|a| (a + 1).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        };
+        if at != named {
+            offsets.push(Offset {
+                file: fp.path.clone(),
+                hunk: n + 1,
+                lines: at as i64 - named as i64,
+            });
         }
         out.extend(old_lines[next..at].iter().map(|s| s.to_string()));
         out.extend(hunk.new.iter().cloned());
@@ -230,16 +359,39 @@ fn apply_file(fp: &FilePatch, root: &Path) -> Result<()> {
                 fp.path
             );
         }
-        return fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path));
+        return Ok((None, offsets));
     }
     let mut text = out.join("\n");
     if !out.is_empty() && !ends_without_eol {
         text.push('\n');
     }
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+    Ok((Some(text), offsets))
+}
+
+/// The hunk at the line it names, or why not.
+fn place(lines: &[&str], hunk: &Hunk, at: usize, next: usize) -> Result<usize, String> {
+    if at < next || at + hunk.old.len() > lines.len() {
+        return Err(format!(
+            "its lines {}..{} are not in the file ({} lines)",
+            at + 1,
+            at + hunk.old.len(),
+            lines.len()
+        ));
     }
-    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    for (k, want) in hunk.old.iter().enumerate() {
+        let got = lines[at + k];
+        if got != want {
+            return Err(format!(
+                "line {} should be\n  {want:?}\nbut is\n  {got:?}",
+                at + k + 1
+            ));
+        }
+    }
+    Ok(at)
+}
+
+fn matches_at(lines: &[&str], hunk: &Hunk, at: usize) -> bool {
+    at + hunk.old.len() <= lines.len() && hunk.old.iter().zip(&lines[at..]).all(|(w, g)| w == g)
 }
 
 #[cfg(test)]
@@ -255,11 +407,84 @@ mod tests {
         dir
     }
 
+    fn spec(dir: &Path, patch: &str, fit: Fit) -> PatchSpec {
+        let path = dir.join("0001-test.patch");
+        fs::write(&path, patch).unwrap();
+        PatchSpec {
+            name: "0001-test.patch".into(),
+            path,
+            fit,
+        }
+    }
+
     fn run(dir: &Path, patch: &str) -> Result<String> {
-        let p = dir.join("0001-test.patch");
-        fs::write(&p, patch).unwrap();
-        apply(&p, dir)?;
+        apply(&spec(dir, patch, Fit::Exact), dir)?;
         Ok(fs::read_to_string(dir.join("src/f.c")).unwrap_or_default())
+    }
+
+    #[test]
+    fn an_upstream_hunk_applies_at_its_one_exact_match_and_the_offset_is_recorded() {
+        let dir = tree(&format!("zero\nzero\n{FILE}"));
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
+        let offsets = apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap();
+        assert_eq!(
+            offsets,
+            [Offset {
+                file: "src/f.c".into(),
+                hunk: 1,
+                lines: 2
+            }]
+        );
+        assert!(fs::read_to_string(dir.path().join("src/f.c"))
+            .unwrap()
+            .contains("\nTWO\n"));
+        let s = spec(dir.path(), patch, Fit::WholeHunkOffset);
+        assert!(already_applied(&s, dir.path()).unwrap());
+    }
+
+    #[test]
+    fn an_offset_is_refused_where_the_context_is_ambiguous_or_changed() {
+        let dir = tree(&format!("x\n{FILE}{FILE}"));
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
+        let err = format!(
+            "{:#}",
+            apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap_err()
+        );
+        assert!(err.contains("matches at 2 places (lines 2, 9)"), "{err}");
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-deux\n+TWO\n three\n";
+        let err = format!(
+            "{:#}",
+            apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap_err()
+        );
+        assert!(err.contains("nowhere else in the file either"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/f.c")).unwrap(),
+            format!("x\n{FILE}{FILE}"),
+            "a refused patch changes nothing"
+        );
+    }
+
+    #[test]
+    fn the_digest_covers_hunks_and_names_not_mail_headers() {
+        let body = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@ fn\n one\n-two\n+TWO\n three\n";
+        let mail = format!(
+            "From 36c25549c Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH] x\n\n\
+             ---\n src/f.c | 2 +-\n\ndiff --git a/src/f.c b/src/f.c\nindex 1111111..2222222 100644\n{body}-- \n2.47.3\n\n"
+        );
+        let other = mail
+            .replace("From: A", "From: B")
+            .replace("index 1111111", "index 3333333")
+            .replace("2.47.3", "2.39.5");
+        assert_eq!(digest(&mail).unwrap(), digest(&other).unwrap());
+        assert_eq!(digest(&mail).unwrap(), digest(body).unwrap());
+        assert_ne!(
+            digest(&mail).unwrap(),
+            digest(&mail.replace("+TWO", "+Two")).unwrap()
+        );
+        assert_ne!(
+            digest(&mail).unwrap(),
+            digest(&mail.replace("src/f.c", "src/g.c")).unwrap()
+        );
     }
 
     #[test]

@@ -22,10 +22,12 @@ use crate::{
     container,
     emit::{FileDigest, Manifest, ProfileInfo, RomInfo, RuntimeInfo, SourceInfo},
     nic::{Nic, RomFormat},
+    patch::PatchSpec,
     pin::Pin,
     profile::{self, Profile},
     project::Project,
     romcheck::{self, Report},
+    series::{self, PatchRecord},
     source, util,
 };
 
@@ -156,7 +158,8 @@ pub fn image_toolchain(
 struct Plan {
     pin: Pin,
     profile: Profile,
-    patches: Vec<PathBuf>,
+    /// The series, then the profile's own patches.
+    patches: Vec<(PatchSpec, PatchRecord)>,
     source: source::Source,
     config: profile::RenderedConfig,
     runtime: Runtime,
@@ -168,22 +171,9 @@ struct Plan {
 fn plan(sh: &Shell, req: &Request) -> Result<Plan> {
     let pin = Pin::load(&req.project.pin_file())?;
     let profile = Profile::load(&req.project.configs(), &req.profile)?;
-    let patches: Vec<PathBuf> = profile
-        .file
-        .patches
-        .iter()
-        .map(|p| req.project.patches().join(p))
-        .collect();
-    for p in &patches {
-        if !p.is_file() {
-            bail!(
-                "profile {} lists patch {}, which does not exist",
-                profile.path.display(),
-                p.display()
-            );
-        }
-    }
     let (source, _) = source::ensure(&pin, &req.cache)?;
+    let patches = series::resolve(&req.project, &req.cache, &profile.file.patches)
+        .with_context(|| format!("profile {}", profile.path.display()))?;
     let config = profile.render(&profile::overridable_headers(&source.tree.join("src"))?)?;
     let runtime = resolve_runtime(sh, req)?;
     let native_toolchain = match runtime {
@@ -226,7 +216,14 @@ impl Plan {
         for (name, version) in self.native_toolchain.iter().flatten() {
             k.push_str(&format!("toolchain {name} {version}\n"));
         }
-        for p in self.patches.iter().chain(&self.profile.files_to_embed()) {
+        for (p, _) in &self.patches {
+            k.push_str(&format!(
+                "patch {} {}\n",
+                p.name,
+                util::sha256_file(&p.path)?
+            ));
+        }
+        for p in &self.profile.files_to_embed() {
             k.push_str(&format!("file {} {}\n", p.display(), util::sha256_file(p)?));
         }
         for (nic, format) in &self.targets {
@@ -326,7 +323,8 @@ fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
         native_toolchain,
         targets,
     } = plan;
-    let tree = compile::prepare_tree(sh, &req.cache, &source, &patches, &profile.name, &runtime)?;
+    let specs: Vec<PatchSpec> = patches.iter().map(|(s, _)| s.clone()).collect();
+    let tree = compile::prepare_tree(sh, &req.cache, &source, &specs, &profile.name, &runtime)?;
     config.write(&tree.src())?;
     let runtime = match runtime {
         Runtime::Container(c) => Runtime::Container(compile::Container {
@@ -443,7 +441,15 @@ fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
                 .map(digest_of)
                 .collect::<Result<_>>()?,
         },
-        patches: patches.iter().map(digest_of).collect::<Result<_>>()?,
+        patches: patches
+            .into_iter()
+            .map(|(_, mut record)| {
+                if let Some((_, moved)) = tree.offsets.iter().find(|(n, _)| *n == record.name) {
+                    record.offsets = moved.clone();
+                }
+                record
+            })
+            .collect(),
         toolchain: toolchain.into_iter().collect(),
         runtime: RuntimeInfo {
             kind: runtime.name().to_string(),

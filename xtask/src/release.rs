@@ -35,6 +35,20 @@ pub fn provenance(p: &Provenance, subjects: &BTreeMap<String, String>) -> String
             "annotations": { "treeDigest": m.source.tree_digest, "version": m.source.version },
         }));
     }
+    // Every patch applied on top of the source, with its origin and content digest (the
+    // scheme of `patch::digest`), from the first profile that applied it.
+    let mut seen = std::collections::BTreeSet::new();
+    for m in p.manifests.values() {
+        for patch in &m.patches {
+            if seen.insert(patch.name.clone()) {
+                deps.push(json!({
+                    "uri": patch.origin,
+                    "digest": { "sha256": patch.digest.trim_start_matches("sha256:") },
+                    "annotations": { "name": patch.name, "digestScheme": "patch-hunks-v1" },
+                }));
+            }
+        }
+    }
     for (path, sha) in p.inputs {
         deps.push(json!({ "uri": path, "digest": { "sha256": sha } }));
     }

@@ -94,6 +94,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             inputs.insert(relative(ctx, &file), util::sha256_file(&file)?);
         }
         inputs.insert(relative(ctx, &profile.path), profile.sha256.clone());
+        let series = ctx.project.patches().join(xtask::series::SERIES);
+        if series.is_file() {
+            inputs.insert(relative(ctx, &series), util::sha256_file(&series)?);
+        }
         manifests.insert(name.clone(), outcome.manifest);
     }
     if !problems.is_empty() {

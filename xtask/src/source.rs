@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::{archive, cache::Cache, pin::Pin};
+use crate::{archive, cache::Cache, digest::TreeDigest, pin::Pin};
 
 /// A verified iPXE tree in the cache. Never written to: builds copy it.
 #[derive(Debug, Clone)]
@@ -91,7 +91,10 @@ pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cac
     fresh.area("source")?;
     std::os::unix::fs::symlink(&src.tree, fresh.source_dir(&pin.tree_digest))
         .context("cannot link the verified source into the scratch cache")?;
-    // Facts about builder images are keyed by image id (content), so they are shared too.
+    // Facts about builder images are keyed by image id, and patches by digest: content, so
+    // they are shared too.
+    std::os::unix::fs::symlink(cache.area("patches")?, fresh.root().join("patches"))
+        .context("cannot link the patches into the scratch cache")?;
     std::os::unix::fs::symlink(cache.area("images")?, fresh.root().join("images"))
         .context("cannot link the image facts into the scratch cache")?;
     Ok((dir, fresh))
@@ -105,6 +108,34 @@ pub fn import(pin: &Pin, cache: &Cache, archive: &Path) -> Result<(Source, Origi
     let _lock = cache.lock("source")?;
     let src = install(pin, cache, archive)?;
     Ok((src, Origin::Import(archive.to_path_buf())))
+}
+
+/// Imports an archive of any commit, for moving the pin: the tree goes into the cache under
+/// its own digest. Returns where, the digest, and what the archive says of its commit.
+pub fn import_unpinned(
+    cache: &Cache,
+    archive: &Path,
+) -> Result<(PathBuf, TreeDigest, archive::Described)> {
+    if !archive.is_file() {
+        bail!("cannot import {}: no such file", archive.display());
+    }
+    let _lock = cache.lock("source")?;
+    let scratch = cache.scratch("source")?;
+    let tree = scratch.path().join("tree");
+    fs::create_dir(&tree)?;
+    let (digest, described) = archive::extract_described(archive, &tree)?;
+    if !tree.join("src/Makefile").is_file() {
+        bail!(
+            "{} is not an iPXE tree: it has no src/Makefile",
+            archive.display()
+        );
+    }
+    let dest = cache.source_dir(&digest);
+    if !dest.exists() {
+        fs::rename(&tree, &dest)
+            .with_context(|| format!("cannot move the tree into {}", dest.display()))?;
+    }
+    Ok((dest, digest, described))
 }
 
 /// Extracts into a scratch directory inside the cache, checks the digest, renames into place.
