@@ -63,6 +63,11 @@ impl Real {
             }
         }
         fs::copy(repo().join("Dockerfile"), project.path().join("Dockerfile")).unwrap();
+        fs::copy(
+            repo().join("configs/toolchain.lock"),
+            project.path().join("configs/toolchain.lock"),
+        )
+        .unwrap();
         let fetch = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("--project")
             .arg(project.path())
@@ -723,5 +728,120 @@ fn each_upstream_fix_reaches_the_object_it_fixes() {
                 "{profile}: the fix in {obj} is not linked"
             );
         }
+    }
+}
+
+#[test]
+fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
+    let Some(real) = Real::find() else { return };
+    let Some(base) = base_image() else { return };
+    if !have("unshare", "--version") {
+        skip("unshare (util-linux) is missing; the no-network build needs it");
+        return;
+    }
+    // A mirror that has moved on: it serves a newer libc6-dev and no longer the locked one.
+    let lock = xtask::toolchain::Lock::load(&repo().join("configs/toolchain.lock")).unwrap();
+    let libc = lock
+        .packages
+        .iter()
+        .find(|p| p.name == "libc6-dev")
+        .unwrap();
+    let newer = libc.pool.replace(&libc.version, "2.36-9+deb12u99");
+    let moved = HttpServer::serve_map([(format!("/debian/{newer}"), b"newer".to_vec())].into());
+    let mirror = format!("{}/debian", moved.url);
+    let fetch = real.xtask(&["fetch", "--deb-mirror", &mirror]);
+    if !fetch.status.success() {
+        skip(&format!(
+            "the locked .debs are not all in the cache, and the moved-on mirror cannot serve \
+             them; run cargo xtask fetch (or fetch --debs DIR) first:\n{}",
+            stderr(&fetch)
+        ));
+        return;
+    }
+    assert!(
+        stdout(&fetch).contains(" 0 downloaded"),
+        "{}",
+        stdout(&fetch)
+    );
+    assert_eq!(moved.hits(), 0, "cached .debs need no mirror");
+
+    // A label of its own right after FROM: every later layer (the dpkg install among them) is
+    // built again, from the cache alone, with this process cut off from every network.
+    let dockerfile = real.project.path().join("Dockerfile");
+    let text = fs::read_to_string(&dockerfile).unwrap();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let marked = text.replacen(
+        "FROM ${BASE}\n",
+        &format!("FROM ${{BASE}}\nLABEL vsphere-ipxe-rom.test=\"no-network {stamp}\"\n"),
+        1,
+    );
+    assert_ne!(marked, text);
+    fs::write(&dockerfile, marked).unwrap();
+    let out = real.out("locked");
+    let build = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--project")
+        .arg(real.project.path())
+        .arg("--cache-dir")
+        .arg(&real.cache)
+        .args([
+            "build-rom",
+            "--nic",
+            "all",
+            "--runtime",
+            "docker",
+            "--base-image",
+            &base,
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    fs::write(&dockerfile, text).unwrap();
+    ok(&build);
+    assert_eq!(
+        read_sums(&out),
+        read_sums(&repo().join("roms/vmware")),
+        "the locked toolchain builds the published bytes"
+    );
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    let digest = xtask::toolchain::Lock::digest(&repo().join("configs/toolchain.lock")).unwrap();
+    assert_eq!(
+        manifest.runtime.toolchain_lock.as_deref(),
+        Some(digest.as_str())
+    );
+    let label = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format"])
+        .arg("{{index .Config.Labels \"vsphere-ipxe-rom.toolchain-lock\"}}")
+        .arg(manifest.runtime.image.as_deref().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&label).trim(), digest, "the image names its lock");
+    assert!(
+        stderr(&build).contains("building the builder image"),
+        "the image was built in this run: {}",
+        stderr(&build)
+    );
+    // This image and its /usr volume were for this test only.
+    let image = manifest.runtime.image.unwrap();
+    let volumes = std::process::Command::new("docker")
+        .args(["volume", "ls", "--quiet", "--filter"])
+        .arg(format!(
+            "label=vsphere-ipxe-rom.usr-of={}",
+            image.trim_start_matches("sha256:")
+        ))
+        .output()
+        .unwrap();
+    let _ = std::process::Command::new("docker")
+        .args(["rmi", "--force", &image])
+        .output();
+    for v in stdout(&volumes).split_whitespace() {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", v])
+            .output();
     }
 }

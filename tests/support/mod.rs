@@ -109,6 +109,19 @@ impl Project {
         )
         .unwrap();
         fs::copy(repo().join("Dockerfile"), p.path("Dockerfile")).unwrap();
+        fs::copy(
+            repo().join("configs/toolchain.lock"),
+            p.path("configs/toolchain.lock"),
+        )
+        .unwrap();
+        // Locked .debs are named by sha256: the machine's cache of them is safe to share, and
+        // saves every Docker test a download.
+        let debs = xtask::cache::Cache::locate(None)
+            .unwrap()
+            .area("debs")
+            .unwrap();
+        fs::create_dir_all(p.cache()).unwrap();
+        std::os::unix::fs::symlink(debs, p.cache().join("debs")).unwrap();
         p
     }
 
@@ -200,6 +213,35 @@ impl HttpServer {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(&body);
+            }
+        });
+        HttpServer { url, hits }
+    }
+
+    /// Serves each path's body, and 404 for any other path.
+    pub fn serve_map(files: std::collections::BTreeMap<String, Vec<u8>>) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+                let (status, body) = match files.get(&path) {
+                    Some(b) => ("200 OK", b.clone()),
+                    None => ("404 Not Found", b"not found\n".to_vec()),
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
                 let _ = s.write_all(head.as_bytes());

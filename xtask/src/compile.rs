@@ -32,6 +32,8 @@ pub struct Container {
     /// A named volume holding a copy of the image's `/usr`, mounted over it for the build
     /// (see [`crate::container::toolchain_volume`]).
     pub usr_volume: Option<String>,
+    /// `sha256:` of the toolchain lock the image was built from.
+    pub lock: Option<String>,
 }
 
 impl Container {

@@ -1,14 +1,13 @@
 //! The build container: which engine answers, and the builder image made from `Dockerfile`.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
     cache::{self, Cache},
     compile::Container,
-    util,
+    project::Project,
+    toolchain, util,
 };
 
 pub const ENGINES: &[&str] = &["docker", "podman"];
@@ -31,47 +30,68 @@ pub fn answers(sh: &Shell, engine: &str) -> bool {
         .is_ok()
 }
 
-/// The builder image for this Dockerfile and base, built once and then found by tag.
-/// `base` overrides the Dockerfile's pinned `BASE` (a local image where no registry is reachable).
+/// The builder image for this Dockerfile, base and toolchain lock, built once and then found
+/// by tag. `base` overrides the Dockerfile's pinned `BASE` (a local image where no registry is
+/// reachable). The image installs exactly the locked .debs, handed to it in the build context,
+/// and is built with no network: it is a function of the base and the lock.
 pub fn ensure_image(
     sh: &Shell,
     engine: &str,
-    dockerfile: &Path,
+    project: &Project,
+    cache: &Cache,
     base: Option<&str>,
+    mirror: &str,
 ) -> Result<Container> {
     if !answers(sh, engine) {
         bail!("{engine} does not answer: start its daemon, or pass --runtime native");
     }
-    let text = std::fs::read(dockerfile)
+    let dockerfile = project.dockerfile();
+    let lock_path = project.configs().join(toolchain::LOCK);
+    let lock = toolchain::Lock::load(&lock_path)?;
+    let lock_digest = toolchain::Lock::digest(&lock_path)?;
+    let arch = toolchain::host_arch();
+    if !lock.packages.iter().any(|p| p.architecture == arch) {
+        bail!(
+            "{} locks no packages for {arch}: run cargo xtask lock-toolchain on an {arch} host",
+            lock_path.display()
+        );
+    }
+    let text = std::fs::read(&dockerfile)
         .with_context(|| format!("cannot read {}", dockerfile.display()))?;
     let mut key = text.clone();
     key.extend(base.unwrap_or("").as_bytes());
+    key.extend(lock_digest.as_bytes());
     let image = format!("vsphere-ipxe-rom-builder:{}", &util::sha256_hex(&key)[..16]);
     if image_id(sh, engine, &image).is_err() {
+        toolchain::fetch(&lock, arch, cache, mirror)?;
         let context = tempfile::tempdir()?;
         let ctx = context.path();
-        let build_args: Vec<String> = base
-            .map(|b| format!("--build-arg=BASE={b}"))
-            .into_iter()
-            .collect();
+        std::fs::write(ctx.join("Dockerfile"), &text)?;
+        toolchain::stage(&lock, arch, cache, ctx)?;
+        let mut build_args = vec![format!("--build-arg=LOCK_DIGEST={lock_digest}")];
+        build_args.extend(base.map(|b| format!("--build-arg=BASE={b}")));
         eprintln!(
-            "building the builder image {image} from {}",
-            dockerfile.display()
+            "building the builder image {image} from {} and {} (no network)",
+            dockerfile.display(),
+            lock_path.display()
         );
-        cmd!(
+        // The legacy builder's deprecation notice would print on every image build: stderr is
+        // shown only when the build fails.
+        let out = cmd!(
             sh,
-            "{engine} build --quiet {build_args...} --tag={image} --file={dockerfile} {ctx}"
+            "{engine} build --quiet --network=none {build_args...} --tag={image} {ctx}"
         )
         .quiet()
-        .ignore_stdout()
-        .run()
-        .with_context(|| {
-            format!(
+        .ignore_status()
+        .output()?;
+        if !out.status.success() {
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            bail!(
                 "cannot build the builder image from {}; where no registry is reachable, \
-                     pass a local base image with --base-image",
+                 pass a local base image with --base-image",
                 dockerfile.display()
-            )
-        })?;
+            );
+        }
     }
     let image_id = image_id(sh, engine, &image)?;
     Ok(Container {
@@ -79,6 +99,7 @@ pub fn ensure_image(
         image,
         image_id,
         usr_volume: None,
+        lock: Some(lock_digest),
     })
 }
 

@@ -62,6 +62,9 @@ pub struct RuntimeInfo {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// `sha256:` of configs/toolchain.lock, which the image was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain_lock: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +190,7 @@ mod tests {
             runtime: RuntimeInfo {
                 kind: "native".into(),
                 image: None,
+                toolchain_lock: None,
             },
             roms: BTreeMap::new(),
         }

@@ -7,6 +7,7 @@ use xtask::{
     pin::Pin,
     series::{self, Got},
     source::{self, Origin},
+    toolchain,
 };
 
 use crate::Ctx;
@@ -20,12 +21,37 @@ pub struct Args {
     /// repeat for several
     #[arg(long, value_name = "FILE", conflicts_with_all = ["archive", "offline"])]
     patch: Vec<PathBuf>,
+    /// Import the locked toolchain .debs from this directory (matched by sha256)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["archive", "offline", "patch"])]
+    debs: Option<PathBuf>,
+    /// Debian mirror for the locked .debs (their snapshot.debian.org URLs are tried next)
+    #[arg(long, value_name = "URL", default_value = toolchain::DEFAULT_MIRROR)]
+    deb_mirror: String,
     /// Only look in the cache; fail if the source is not there
     #[arg(long, conflicts_with = "archive")]
     offline: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
+    let lock_path = ctx.project.configs().join(toolchain::LOCK);
+    if let Some(dir) = &args.debs {
+        let lock = toolchain::Lock::load(&lock_path)?;
+        let names = toolchain::import(&lock, &ctx.cache, dir)?;
+        let missing = toolchain::missing(&lock, toolchain::host_arch(), &ctx.cache)?;
+        println!(
+            "imported {} locked .deb(s) from {}",
+            names.len(),
+            dir.display()
+        );
+        if !missing.is_empty() {
+            let names: Vec<String> = missing
+                .iter()
+                .map(|p| format!("{} {}", p.name, p.version))
+                .collect();
+            anyhow::bail!("still missing {}: {}", missing.len(), names.join(", "));
+        }
+        return Ok(());
+    }
     if !args.patch.is_empty() {
         for file in &args.patch {
             let e = series::import(&ctx.project, &ctx.cache, file)?;
@@ -67,6 +93,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         started.elapsed()
     );
     if !args.offline {
+        if lock_path.is_file() {
+            let lock = toolchain::Lock::load(&lock_path)?;
+            let arch = toolchain::host_arch();
+            let got = toolchain::fetch(&lock, arch, &ctx.cache, &args.deb_mirror)?;
+            println!(
+                "toolchain .debs ({arch}): {} cached, {} downloaded",
+                got.cached,
+                got.downloaded.len()
+            );
+        }
         for (e, got) in series::fetch(&ctx.project, &ctx.cache)? {
             let how = match got {
                 Got::Cached => "already cached",

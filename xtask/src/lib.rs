@@ -25,6 +25,7 @@ pub mod release;
 pub mod romcheck;
 pub mod series;
 pub mod source;
+pub mod toolchain;
 pub mod util;
 pub mod vmconfig;
 pub mod vsphere;

@@ -7,6 +7,7 @@ mod check_size;
 mod deploy;
 mod fetch;
 mod inspect;
+mod lock_toolchain;
 mod pin_cmd;
 mod release_cmd;
 mod sizes;
@@ -41,6 +42,8 @@ enum Command {
     Fetch(fetch::Args),
     /// Move the pin to another upstream commit: import it, check the patch series, rebuild
     Pin(pin_cmd::Args),
+    /// Resolve the builder image's packages and lock them by sha256 (maintainers)
+    LockToolchain(lock_toolchain::Args),
     /// Build, check and emit option ROMs for the chosen NICs
     BuildRom(build_rom::Args),
     /// Parse any PCI option ROM and check it against its NIC's limit
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Fetch(args) => fetch::run(&ctx, args),
             Command::Pin(args) => pin_cmd::run(&ctx, args),
+            Command::LockToolchain(args) => lock_toolchain::run(&ctx, args),
             Command::BuildRom(args) => build_rom::run(&ctx, args),
             Command::Inspect(args) => inspect::run(args),
             Command::Sizes(args) => sizes::run(&ctx, args),

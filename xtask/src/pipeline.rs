@@ -28,7 +28,7 @@ use crate::{
     project::Project,
     romcheck::{self, Report},
     series::{self, PatchRecord},
-    source, util,
+    source, toolchain, util,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -101,7 +101,14 @@ pub fn resolve_runtime(sh: &Shell, req: &Request) -> Result<Runtime> {
         }
     };
     let image = engine.map(|e| {
-        container::ensure_image(sh, &e, &req.project.dockerfile(), req.base_image.as_deref())
+        container::ensure_image(
+            sh,
+            &e,
+            &req.project,
+            &req.cache,
+            req.base_image.as_deref(),
+            toolchain::DEFAULT_MIRROR,
+        )
     });
     match image {
         Some(Ok(container)) => Ok(Runtime::Container(container)),
@@ -455,6 +462,10 @@ fn build_fresh(sh: &Shell, req: &Request, plan: Plan) -> Result<Outcome> {
             kind: runtime.name().to_string(),
             image: match &runtime {
                 Runtime::Container(c) => Some(c.image_id.clone()),
+                Runtime::Native { .. } => None,
+            },
+            toolchain_lock: match &runtime {
+                Runtime::Container(c) => c.lock.clone(),
                 Runtime::Native { .. } => None,
             },
         },

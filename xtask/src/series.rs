@@ -238,8 +238,11 @@ pub fn resolve(
 
 fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
     let path = project.patches().join(file);
+    if !path.is_file() {
+        bail!("it lists patch ipxe-patches/{file}, which does not exist");
+    }
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("patch ipxe-patches/{file} does not exist"))?;
+        .with_context(|| format!("cannot read ipxe-patches/{file}"))?;
     let digest =
         patch::digest(&text).with_context(|| format!("patch {file} is not a unified diff"))?;
     Ok((

@@ -93,8 +93,10 @@ pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cac
         .context("cannot link the verified source into the scratch cache")?;
     // Facts about builder images are keyed by image id, and patches by digest: content, so
     // they are shared too.
-    std::os::unix::fs::symlink(cache.area("patches")?, fresh.root().join("patches"))
-        .context("cannot link the patches into the scratch cache")?;
+    for area in ["patches", "debs"] {
+        std::os::unix::fs::symlink(cache.area(area)?, fresh.root().join(area))
+            .with_context(|| format!("cannot link the {area} into the scratch cache"))?;
+    }
     std::os::unix::fs::symlink(cache.area("images")?, fresh.root().join("images"))
         .context("cannot link the image facts into the scratch cache")?;
     Ok((dir, fresh))
