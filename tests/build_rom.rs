@@ -6,7 +6,7 @@ mod support;
 use std::{fs, process::Command};
 
 use support::*;
-use xtask::{emit::Manifest, romcheck};
+use xtask::{check::romcheck, output::emit::Manifest};
 
 fn build(project: &Project, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["build-rom", "--runtime", "native"];
@@ -180,6 +180,33 @@ fn patches_apply_in_order_or_stop_the_build_naming_file_and_hunk() {
     let manifest = Manifest::load(&project.path("roms/vmware/manifest.json")).unwrap();
     assert_eq!(manifest.patches[0].name, "0001-mark.patch");
 
+    // The second patch edits the line the first adds: in order it applies, out of order not.
+    let after = "--- a/src/core/main.c\n+++ b/src/core/main.c\n@@ -1,4 +1,4 @@\n int main ( void ) {\n-\t/* patched by vsphere-ipxe-rom */\n+\t/* patched twice, in order */\n \treturn 0;\n }\n";
+    fs::write(project.path("ipxe-patches/0002-after-mark.patch"), after).unwrap();
+    let listed =
+        |list: &str| fs::write(&profile, format!("patches = [{list}]\n{original}")).unwrap();
+    listed("\"0001-mark.patch\", \"0002-after-mark.patch\"");
+    ok(&build(&project, &["--nic", "vmxnet3"]));
+    let rom = fs::read(project.path("roms/vmware/15ad07b0.rom")).unwrap();
+    assert!(String::from_utf8_lossy(&rom).contains("patched twice, in order"));
+    let in_order = read_sums(&project.path("roms/vmware"));
+    listed("\"0002-after-mark.patch\", \"0001-mark.patch\"");
+    let err = fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "patch 0002-after-mark.patch does not apply",
+    );
+    assert!(
+        err.contains(
+            "src/core/main.c hunk 1 (@@ -1,4 +1,4 @@): its lines 1..4 are not in the file"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        read_sums(&project.path("roms/vmware")),
+        in_order,
+        "outputs unchanged"
+    );
+
     let bad = "--- a/src/core/main.c\n+++ b/src/core/main.c\n@@ -1,3 +1,3 @@\n int main ( int argc ) {\n-\treturn 0;\n+\treturn 1;\n }\n";
     fs::write(project.path("ipxe-patches/0002-bad.patch"), bad).unwrap();
     fs::write(
@@ -203,7 +230,16 @@ fn patches_apply_in_order_or_stop_the_build_naming_file_and_hunk() {
         format!("patches = [\"0003-missing.patch\"]\n{original}"),
     )
     .unwrap();
-    fails_with(&build(&project, &["--nic", "vmxnet3"]), "lists patch");
+    let before = read_sums(&project.path("roms/vmware"));
+    fails_with(
+        &build(&project, &["--nic", "vmxnet3"]),
+        "it lists patch ipxe-patches/0003-missing.patch, which does not exist",
+    );
+    assert_eq!(
+        read_sums(&project.path("roms/vmware")),
+        before,
+        "outputs unchanged"
+    );
 }
 
 #[test]
@@ -293,12 +329,86 @@ fn docker_build_matches_native_bytes() {
             project.path("native").to_str().unwrap(),
         ],
     ));
-    let run = build_in_docker(&project, "all", &base, "docker");
+    // A docker shim records every call, then hands it to the real client.
+    let shim = tempfile::tempdir().unwrap();
+    let real = stdout(
+        &Command::new("sh")
+            .args(["-c", "command -v docker"])
+            .output()
+            .unwrap(),
+    );
+    let log = shim.path().join("calls");
+    fs::write(
+        shim.path().join("docker"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
+            log.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            shim.path().join("docker"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--project")
+        .arg(project.dir.path())
+        .arg("--cache-dir")
+        .arg(project.cache())
+        .args([
+            "build-rom",
+            "--nic",
+            "all",
+            "--runtime",
+            "docker",
+            "--base-image",
+            &base,
+        ])
+        .arg("--out")
+        .arg(project.path("docker"))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                shim.path().display(),
+                std::env::var("PATH").unwrap()
+            ),
+        )
+        .output()
+        .unwrap();
     ok(&run);
     assert_eq!(
         read_sums(&project.path("docker")),
         read_sums(&project.path("native"))
     );
+    // The make container runs as the invoking user, with no network and no capabilities:
+    // read from the call itself, since a root invoker's files are uid 0 either way.
+    let id = |flag: &str| {
+        stdout(&Command::new("id").arg(flag).output().unwrap())
+            .trim()
+            .to_string()
+    };
+    let calls = fs::read_to_string(&log).unwrap();
+    let make = calls
+        .lines()
+        .find(|l| l.starts_with("run ") && l.contains(" make "))
+        .unwrap_or_else(|| panic!("no make container among:\n{calls}"));
+    for want in [
+        format!("--user={}:{}", id("-u"), id("-g")),
+        "--network=none".into(),
+        "--cap-drop=ALL".into(),
+        "--read-only".into(),
+    ] {
+        assert!(
+            make.contains(&format!(" {want} ")),
+            "{want} missing from: {make}"
+        );
+    }
     let manifest = Manifest::load(&project.path("docker/manifest.json")).unwrap();
     assert_eq!(manifest.runtime.kind, "docker");
     assert!(manifest
@@ -475,21 +585,35 @@ fn auto_falls_back_to_native_when_the_image_cannot_be_built_and_docker_does_not(
 #[test]
 fn a_cut_short_toolchain_volume_is_filled_again() {
     let Some(base) = base_image() else { return };
-    let driver = docker(&["info", "--format", "{{.Driver}}"]);
-    if !driver.contains("fuse-overlayfs") {
-        skip(&format!(
-            "Docker's storage driver is {driver}: the image is served directly and no toolchain \
-             volume is made"
-        ));
-        return;
-    }
     let project = Project::new(&[]);
     project.import();
     // An image of its own, so no other test's build shares the volume this one breaks.
     let mut dockerfile = fs::read_to_string(project.path("Dockerfile")).unwrap();
     dockerfile.push_str("LABEL vsphere-ipxe-rom.test=\"toolchain volume\"\n");
     fs::write(project.path("Dockerfile"), dockerfile).unwrap();
-    let docker_build = |out: &str| build_in_docker(&project, "vmxnet3", &base, out);
+    // The volume path runs on every storage driver when forced, as here.
+    let docker_build = |out: &str| {
+        let out = project.path(out);
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("--project")
+            .arg(project.dir.path())
+            .arg("--cache-dir")
+            .arg(project.cache())
+            .args([
+                "build-rom",
+                "--nic",
+                "vmxnet3",
+                "--runtime",
+                "docker",
+                "--base-image",
+                &base,
+            ])
+            .arg("--out")
+            .arg(out)
+            .env("VSPHERE_IPXE_ROM_USR_VOLUME", "1")
+            .output()
+            .unwrap()
+    };
     let first = docker_build("first");
     ok(&first);
     let id = Manifest::load(&project.path("first/manifest.json"))
@@ -559,4 +683,55 @@ fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     assert!(out.status.success(), "docker {args:?}:\n{}", stderr(&out));
     stdout(&out).trim().to_string()
+}
+
+#[test]
+fn building_one_nic_keeps_the_others_built_from_the_same_inputs() {
+    let project = Project::new(&[]);
+    project.import();
+    let build = |nic: &str| project.xtask(&["build-rom", "--nic", nic, "--runtime", "native"]);
+    ok(&build("all"));
+    let out = project.path("roms/vmware");
+    let all = read_sums(&out);
+    assert_eq!(all.lines().count(), 3);
+
+    let one = build("vmxnet3");
+    ok(&one);
+    assert!(
+        stdout(&one).contains("kept 8086100f.rom, 808610d3.rom from the same inputs"),
+        "{}",
+        stdout(&one)
+    );
+    assert_eq!(read_sums(&out), all, "SHA256SUMS stays whole");
+    assert!(out.join("8086100f.rom").is_file());
+
+    // A fresh clone has the tracked records but not the ROM files: the records stay.
+    fs::remove_file(out.join("8086100f.rom")).unwrap();
+    let one = build("vmxnet3");
+    ok(&one);
+    assert!(
+        stdout(&one).contains("(8086100f.rom listed, not here: build them with --nic all)"),
+        "{}",
+        stdout(&one)
+    );
+    assert_eq!(read_sums(&out), all);
+    let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    assert_eq!(manifest.roms.len(), 3);
+
+    // Other inputs: the others go, and the output says so.
+    let profile = project.path("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap();
+    fs::write(
+        &profile,
+        format!("{text}\n[headers.console]\ndefine = [\"CONSOLE_SERIAL\"]\n"),
+    )
+    .unwrap();
+    let one = build("vmxnet3");
+    ok(&one);
+    assert!(
+        stdout(&one).contains("8086100f.rom, 808610d3.rom (2) are no longer listed, since they were built from other inputs"),
+        "{}",
+        stdout(&one)
+    );
+    assert_eq!(read_sums(&out).lines().count(), 1);
 }

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, process::Output};
 
 use sha2::{Digest, Sha256};
 use support::{vcsim::Vcsim, *};
-use xtask::vsphere::{Credentials, Endpoint, Secret, Session};
+use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
 
 const ADDRESSES: &[&str] = &[
     "--ip",

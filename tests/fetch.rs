@@ -111,7 +111,7 @@ fn a_flipped_byte_is_refused_with_both_digests_and_nothing_cached() {
         err.contains(&project.digest.to_string()),
         "expected digest missing: {err}"
     );
-    let got = xtask::digest::digest_dir(&tree).unwrap();
+    let got = xtask::source::digest::digest_dir(&tree).unwrap();
     assert!(
         err.contains(&got.to_string()),
         "actual digest missing: {err}"

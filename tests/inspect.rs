@@ -100,6 +100,11 @@ fn built_roms_pass_and_damage_is_named() {
     let text = project.path("text.rom");
     std::fs::write(&text, "hello").unwrap();
     let out = inspect(&[text.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a file that is no ROM fails inspect"
+    );
     assert!(
         stdout(&out).contains("does not start with the 0x55 0xAA ROM signature"),
         "{}",

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 
 use support::*;
-use xtask::emit::Manifest;
+use xtask::output::emit::Manifest;
 
 /// core/main.c of the fake tree is `int main ( void ) {\n\treturn 0;\n}\n`; this upstream fix
 /// was written against a tree with five more lines above it, as a mail from git format-patch.
@@ -34,7 +34,7 @@ fn series(project: &Project, url: &str, digest: &str, own: Option<&str>) {
 }
 
 fn digest(text: &str) -> String {
-    xtask::patch::digest(text).unwrap()
+    xtask::builder::patch::digest(text).unwrap()
 }
 
 fn cached_patches(project: &Project) -> usize {
@@ -256,7 +256,7 @@ fn pin_moves_to_another_release_only_when_the_series_fits() {
         text.contains("vmware/vmxnet3: "),
         "sizes against the budget: {text}"
     );
-    let written = xtask::pin::Pin::load(&pin_file).unwrap();
+    let written = xtask::source::pin::Pin::load(&pin_file).unwrap();
     assert_eq!(
         (written.version.as_str(), written.commit.as_str()),
         ("fake-2", commit)
@@ -264,7 +264,7 @@ fn pin_moves_to_another_release_only_when_the_series_fits() {
     let tree = dir.path().join("two");
     assert_eq!(
         written.tree_digest,
-        xtask::digest::digest_dir(&tree).unwrap()
+        xtask::source::digest::digest_dir(&tree).unwrap()
     );
     assert!(
         written.commit_time > 1_700_000_000,

@@ -6,7 +6,9 @@ mod support;
 use std::{fs, path::PathBuf};
 
 use support::*;
-use xtask::{cache::Cache, emit::Manifest, nic::Nic, pin::Pin, romcheck, source};
+use xtask::{
+    cache::Cache, check::romcheck, nic::Nic, output::emit::Manifest, source, source::pin::Pin,
+};
 
 /// The default profile's design budget for every NIC (52 KiB), leaving room for embedded scripts.
 const DEFAULT_PROFILE_BUDGET: u64 = 53_248;
@@ -220,7 +222,11 @@ fn a_real_patch_changes_the_rom_and_a_stale_one_stops_the_build() {
     let patched = real.out("patched");
     ok(&real.build_native(&["--nic", "vmxnet3"], &patched));
     let manifest = Manifest::load(&patched.join("manifest.json")).unwrap();
-    assert_eq!(manifest.patches[0].name, "0001-product-name.patch");
+    assert_eq!(
+        manifest.patches.last().unwrap().name,
+        "0001-product-name.patch",
+        "the profile's own patches follow the series"
+    );
 
     fs::write(&profile, &original).unwrap();
     let plain = real.out("plain");
@@ -291,7 +297,7 @@ fn sizes_audit_and_budget_read_the_real_linked_image() {
     .unwrap();
     let check = real.xtask(&["check-size", "--runtime", "native"]);
     ok(&check);
-    let budget = xtask::budget::Budget::load(&repo().join("roms/budget.toml")).unwrap();
+    let budget = xtask::check::budget::Budget::load(&repo().join("roms/budget.toml")).unwrap();
     let want = format!(
         "vmware/vmxnet3: {} bytes",
         budget.0["vmware"]["vmxnet3"].size
@@ -507,7 +513,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     let report_port = 18095;
     fs::write(
         tls.path().join("www/boot.ipxe"),
-        xtask::boot::boot_script(report_port),
+        xtask::boot::qemu::boot_script(report_port),
     )
     .unwrap();
 
@@ -639,11 +645,27 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
 #[test]
 fn an_incremental_build_matches_a_from_scratch_rebuild() {
     let Some(real) = Real::find() else { return };
-    // The shared build tree has seen many config changes by now; verify rebuilds in a new
-    // scratch cache and compares byte for byte.
+    // A change of its own (the reboot command cut), so the output cache cannot answer and
+    // make rebuilds in the shared, long-used build tree.
+    let profile = real.project.path().join("configs/vmware.toml");
+    let text = fs::read_to_string(&profile).unwrap();
+    let changed = text.replacen("\"SYNC_CMD\",", "\"SYNC_CMD\", \"REBOOT_CMD\",", 1);
+    assert_ne!(changed, text);
+    fs::write(&profile, changed).unwrap();
     let out = real.out("incremental");
-    ok(&real.build_native(&["--nic", "all"], &out));
+    let built = real.build_native(&["--nic", "all"], &out);
+    ok(&built);
+    assert!(
+        !stdout(&built).contains("from the output cache"),
+        "make must have run: {}",
+        stdout(&built)
+    );
     let sums = out.join("SHA256SUMS");
+    assert_ne!(
+        read_sums(&out),
+        read_sums(&repo().join("roms/vmware")),
+        "the change reached the ROMs"
+    );
     let run = real.xtask(&[
         "verify",
         "--runtime",
@@ -740,7 +762,8 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
         return;
     }
     // A mirror that has moved on: it serves a newer libc6-dev and no longer the locked one.
-    let lock = xtask::toolchain::Lock::load(&repo().join("configs/toolchain.lock")).unwrap();
+    let lock =
+        xtask::builder::toolchain::Lock::load(&repo().join("configs/toolchain.lock")).unwrap();
     let libc = lock
         .packages
         .iter()
@@ -809,7 +832,8 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
         "the locked toolchain builds the published bytes"
     );
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
-    let digest = xtask::toolchain::Lock::digest(&repo().join("configs/toolchain.lock")).unwrap();
+    let digest =
+        xtask::builder::toolchain::Lock::digest(&repo().join("configs/toolchain.lock")).unwrap();
     assert_eq!(
         manifest.runtime.toolchain_lock.as_deref(),
         Some(digest.as_str())

@@ -5,7 +5,7 @@ mod support;
 use std::fs;
 
 use support::*;
-use xtask::digest::digest_dir;
+use xtask::source::digest::digest_dir;
 
 fn build(project: &Project) -> std::process::Output {
     project.xtask(&["build-rom", "--nic", "all", "--runtime", "native"])

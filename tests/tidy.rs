@@ -6,7 +6,9 @@ mod support;
 use std::{fs, process::Command};
 
 use support::*;
-use xtask::{budget::Budget, emit::Manifest, nic::Nic, pin::Pin, profile};
+use xtask::{
+    builder::profile, check::budget::Budget, nic::Nic, output::emit::Manifest, source::pin::Pin,
+};
 
 fn readme() -> String {
     fs::read_to_string(repo().join("README.md")).unwrap()
@@ -93,4 +95,78 @@ fn the_readmes_sizes_match_the_budget_and_the_manifest() {
             "SHA256SUMS and manifest disagree on {file}"
         );
     }
+}
+
+/// The folder tree is the architecture: commands only in `cmd/`, the library in its stage
+/// folders, no library file that reaches into `cmd/`, and no file named like a test outside
+/// `tests/` (tools skip those, as they skip folders named `build`).
+#[test]
+fn the_layout_shows_the_pipeline() {
+    let src = repo().join("xtask/src");
+    let mut folders: Vec<String> = fs::read_dir(&src)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    folders.sort();
+    assert_eq!(
+        folders,
+        ["boot", "builder", "check", "cmd", "output", "source", "vm"],
+        "xtask/src/ holds the stage folders and cmd/; README's layout section says what each is"
+    );
+    let readme = readme();
+    for f in &folders {
+        assert!(
+            readme.contains(&format!("`xtask/src/{f}/`")),
+            "README's layout section lacks xtask/src/{f}/"
+        );
+    }
+    let mut files = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let main = fs::read_to_string(src.join("main.rs")).unwrap();
+    for path in &files {
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let text = fs::read_to_string(path).unwrap();
+        assert!(
+            !rel.ends_with("_test.rs"),
+            "{rel}: a test-like name outside tests/"
+        );
+        let in_cmd = rel.starts_with("cmd/");
+        if in_cmd && rel != "cmd/mod.rs" {
+            let name = rel.trim_start_matches("cmd/").trim_end_matches(".rs");
+            assert!(
+                text.contains("pub fn run("),
+                "{rel}: a command has a run function"
+            );
+            assert!(
+                main.contains(&format!("cmd::{name}::run(")),
+                "{rel}: main.rs dispatches every command file"
+            );
+        }
+        if !in_cmd && rel != "main.rs" {
+            assert!(
+                !text.contains("crate::cmd") && !text.contains("clap::Args)]\npub struct Args"),
+                "{rel}: the library never reaches into the commands"
+            );
+        }
+    }
+    assert!(
+        !main.contains("fn run") && main.lines().count() < 120,
+        "main.rs only parses and dispatches"
+    );
 }

@@ -7,7 +7,7 @@ mod support;
 use std::{collections::BTreeMap, fs};
 
 use support::*;
-use xtask::{cache::Cache, toolchain::Lock, util::sha256_hex};
+use xtask::{builder::toolchain::Lock, cache::Cache, util::sha256_hex};
 
 struct Fake {
     project: Project,
@@ -20,7 +20,7 @@ fn fake() -> Fake {
     let project = Project::new(&[]);
     project.import();
     fs::remove_file(project.cache().join("debs")).unwrap();
-    let arch = xtask::toolchain::host_arch();
+    let arch = xtask::builder::toolchain::host_arch();
     let mut debs = BTreeMap::new();
     let mut text = String::from(
         "base = \"test\"\nsnapshot = \"20260101T000000Z\"\nresolved_from = \"http://x\"\n",
@@ -141,7 +141,13 @@ fn debs_import_offline_and_the_build_context_holds_exactly_the_locked_files() {
     let lock = Lock::load(&f.project.path("configs/toolchain.lock")).unwrap();
     let cache = Cache::at(f.project.cache());
     let ctx = tempfile::tempdir().unwrap();
-    xtask::toolchain::stage(&lock, xtask::toolchain::host_arch(), &cache, ctx.path()).unwrap();
+    xtask::builder::toolchain::stage(
+        &lock,
+        xtask::builder::toolchain::host_arch(),
+        &cache,
+        ctx.path(),
+    )
+    .unwrap();
     let mut staged: Vec<String> = fs::read_dir(ctx.path().join("debs"))
         .unwrap()
         .map(|e| sha256_hex(&fs::read(e.unwrap().path()).unwrap()))
@@ -161,8 +167,13 @@ fn debs_import_offline_and_the_build_context_holds_exactly_the_locked_files() {
         b"tampered",
     )
     .unwrap();
-    let err = xtask::toolchain::stage(&lock, xtask::toolchain::host_arch(), &cache, ctx.path())
-        .unwrap_err();
+    let err = xtask::builder::toolchain::stage(
+        &lock,
+        xtask::builder::toolchain::host_arch(),
+        &cache,
+        ctx.path(),
+    )
+    .unwrap_err();
     assert!(
         format!("{err:#}").contains("does not hash to the locked"),
         "{err:#}"

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xtask::{nic::NICS, romcheck};
+use xtask::{nic::NICS, check::romcheck};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(images) = romcheck::parse(data) {

@@ -19,7 +19,7 @@ use std::{
     thread,
 };
 
-use xtask::digest::{digest_dir, TreeDigest};
+use xtask::source::digest::{digest_dir, TreeDigest};
 
 pub const FAKE_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -266,8 +266,21 @@ pub fn dead_url() -> String {
 
 /// Says why a test did not run. Written to stderr directly: libtest captures `eprintln!`, and a
 /// skip must be seen on a passing run too.
+///
+/// Where real parts are required (`VSPHERE_IPXE_ROM_REQUIRE_REAL=1`, as in the GitHub workflow
+/// and a release), a skip fails the test instead. Every skip is also appended to
+/// `target/test-skips.txt`, which `.ci/run` counts at the end, so a green run with skips cannot
+/// pass for a full one.
 pub fn skip(why: &str) {
+    if std::env::var("VSPHERE_IPXE_ROM_REQUIRE_REAL").as_deref() == Ok("1") {
+        panic!("VSPHERE_IPXE_ROM_REQUIRE_REAL=1, but this test would skip: {why}");
+    }
     let _ = writeln!(std::io::stderr(), "SKIP: {why}");
+    let log = repo().join("target/test-skips.txt");
+    if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = writeln!(f, "{test}: {why}");
+    }
 }
 
 pub const TEST_BASE_IMAGE: &str = "vsphere-ipxe-rom-test-base:bookworm";

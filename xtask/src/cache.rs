@@ -10,8 +10,6 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::digest::TreeDigest;
-
 pub const CACHE_ENV: &str = "VSPHERE_IPXE_ROM_CACHE";
 
 #[derive(Debug, Clone)]
@@ -43,10 +41,6 @@ impl Cache {
 
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    pub fn source_dir(&self, digest: &TreeDigest) -> PathBuf {
-        self.root.join("source").join(digest.hex())
     }
 
     /// A directory for one kind of entry, created on first use.

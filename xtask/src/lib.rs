@@ -1,31 +1,18 @@
 //! vsphere-ipxe-rom: reproducible iPXE option ROMs for VMware vSphere VMs.
 //!
-//! One module per pipeline stage: `source` (pinned tree) → `profile` + `patch` (what to build)
-//! → `compile` (make, natively or in a container) → `romcheck` → `emit`. `pipeline` runs them.
+//! The folders are the pipeline: `source` (the pinned tree) → `builder` (profile, patches, make,
+//! natively or in the locked container; `builder::pipeline` runs the stages) → `check` (ROM
+//! checks, audit, budget) → `output` (outputs, releases). Beside it: `vm` (the keys a VM needs,
+//! their formats, and the vSphere API) and `boot` (QEMU boots, with the VMware backdoor
+//! answered over QEMU's gdbstub). The commands that call all this live in the binary's `cmd/`.
 
-pub mod archive;
-pub mod audit;
 pub mod boot;
-pub mod budget;
+pub mod builder;
 pub mod cache;
-pub mod compile;
-pub mod container;
-pub mod deployment;
-pub mod digest;
-pub mod emit;
-pub mod gdbstub;
-pub mod guestrpc;
+pub mod check;
 pub mod nic;
-pub mod patch;
-pub mod pin;
-pub mod pipeline;
-pub mod profile;
+pub mod output;
 pub mod project;
-pub mod release;
-pub mod romcheck;
-pub mod series;
 pub mod source;
-pub mod toolchain;
 pub mod util;
-pub mod vmconfig;
-pub mod vsphere;
+pub mod vm;

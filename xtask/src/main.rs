@@ -1,18 +1,6 @@
 //! `cargo xtask <command>`: parses flags and calls the command's `run`.
 
-mod bench;
-mod boot_test;
-mod build_rom;
-mod check_size;
-mod deploy;
-mod fetch;
-mod inspect;
-mod lock_toolchain;
-mod pin_cmd;
-mod release_cmd;
-mod sizes;
-mod verify;
-mod vmx;
+mod cmd;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -39,31 +27,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Download (or import) the pinned iPXE source and the series' patches, verify and cache them
-    Fetch(fetch::Args),
+    Fetch(cmd::fetch::Args),
     /// Move the pin to another upstream commit: import it, check the patch series, rebuild
-    Pin(pin_cmd::Args),
+    Pin(cmd::pin::Args),
     /// Resolve the builder image's packages and lock them by sha256 (maintainers)
-    LockToolchain(lock_toolchain::Args),
+    LockToolchain(cmd::lock_toolchain::Args),
     /// Build, check and emit option ROMs for the chosen NICs
-    BuildRom(build_rom::Args),
+    BuildRom(cmd::build_rom::Args),
     /// Parse any PCI option ROM and check it against its NIC's limit
-    Inspect(inspect::Args),
+    Inspect(cmd::inspect::Args),
     /// Bytes per linked object and per source directory, largest first
-    Sizes(sizes::Args),
+    Sizes(cmd::sizes::Args),
     /// Compare ROM sizes with roms/budget.toml; --update records them
-    CheckSize(check_size::Args),
+    CheckSize(cmd::check_size::Args),
     /// VM configuration (guestinfo and ROM keys) for Terraform, .vmx, govc or JSON
-    Vmx(vmx::Args),
+    Vmx(cmd::vmx::Args),
     /// Upload a ROM to a datastore and set a VM's keys through the vSphere API
-    Deploy(deploy::Args),
+    Deploy(cmd::deploy::Args),
     /// Rebuild from scratch in a fresh directory and compare with SHA256SUMS
-    Verify(verify::Args),
+    Verify(cmd::verify::Args),
     /// Time cold, no-op and config-only builds (and Docker) against plain make
-    Bench(bench::Args),
+    Bench(cmd::bench::Args),
     /// Boot the ROMs in QEMU, with and without DHCP, and check they fetch and report back
-    BootTest(boot_test::Args),
+    BootTest(cmd::boot::Args),
     /// Build, check, verify and pack every profile for every NIC into dist/
-    Release(release_cmd::Args),
+    Release(cmd::release::Args),
 }
 
 pub struct Ctx {
@@ -79,19 +67,19 @@ fn main() -> ExitCode {
             cache: Cache::locate(cli.cache_dir.as_deref())?,
         };
         match cli.command {
-            Command::Fetch(args) => fetch::run(&ctx, args),
-            Command::Pin(args) => pin_cmd::run(&ctx, args),
-            Command::LockToolchain(args) => lock_toolchain::run(&ctx, args),
-            Command::BuildRom(args) => build_rom::run(&ctx, args),
-            Command::Inspect(args) => inspect::run(args),
-            Command::Sizes(args) => sizes::run(&ctx, args),
-            Command::CheckSize(args) => check_size::run(&ctx, args),
-            Command::Vmx(args) => vmx::run(args),
-            Command::Deploy(args) => deploy::run(&ctx, args),
-            Command::Verify(args) => verify::run(&ctx, args),
-            Command::Bench(args) => bench::run(&ctx, args),
-            Command::BootTest(args) => boot_test::run(&ctx, args),
-            Command::Release(args) => release_cmd::run(&ctx, args),
+            Command::Fetch(args) => cmd::fetch::run(&ctx, args),
+            Command::Pin(args) => cmd::pin::run(&ctx, args),
+            Command::LockToolchain(args) => cmd::lock_toolchain::run(&ctx, args),
+            Command::BuildRom(args) => cmd::build_rom::run(&ctx, args),
+            Command::Inspect(args) => cmd::inspect::run(args),
+            Command::Sizes(args) => cmd::sizes::run(&ctx, args),
+            Command::CheckSize(args) => cmd::check_size::run(&ctx, args),
+            Command::Vmx(args) => cmd::vmx::run(args),
+            Command::Deploy(args) => cmd::deploy::run(&ctx, args),
+            Command::Verify(args) => cmd::verify::run(&ctx, args),
+            Command::Bench(args) => cmd::bench::run(&ctx, args),
+            Command::BootTest(args) => cmd::boot::run(&ctx, args),
+            Command::Release(args) => cmd::release::run(&ctx, args),
         }
     };
     match run() {

@@ -1,0 +1,5 @@
+//! Booting ROMs in QEMU, and VMware's guestinfo channel, which QEMU lacks, answered for it.
+
+pub mod gdbstub;
+pub mod guestrpc;
+pub mod qemu;

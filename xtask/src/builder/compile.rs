@@ -1,0 +1,388 @@
+//! Stage 3: the build tree (pinned source + patches + rendered config) and one `make` run,
+//! natively or in a container, with everything that decides the bytes set in one place.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{builder::patch, cache::Cache, source::Source, util};
+
+/// Where the build tree's `src/` appears inside the container; the prefix map hides it.
+const CONTAINER_SRC: &str = "/build/src";
+/// The cross prefix the container image guarantees on every host architecture.
+pub const CROSS: &str = "x86_64-linux-gnu-";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runtime {
+    Native { cross: Option<String> },
+    Container(Container),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    /// `docker` or `podman`.
+    pub engine: String,
+    pub image: String,
+    pub image_id: String,
+    /// A named volume holding a copy of the image's `/usr`, mounted over it for the build
+    /// (see [`crate::builder::container::toolchain_volume`]).
+    pub usr_volume: Option<String>,
+    /// `sha256:` of the toolchain lock the image was built from.
+    pub lock: Option<String>,
+}
+
+impl Container {
+    /// The image id's hex digest, without the `sha256:` docker puts in front.
+    pub fn digest(&self) -> &str {
+        self.image_id.trim_start_matches("sha256:")
+    }
+}
+
+impl Runtime {
+    /// What distinguishes one runtime's objects from another's.
+    pub fn identity(&self) -> String {
+        match self {
+            Runtime::Native { cross } => format!("native {}", cross.as_deref().unwrap_or("")),
+            Runtime::Container(c) => format!("{} {}", c.engine, c.image_id),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Runtime::Native { .. } => "native",
+            Runtime::Container(c) => &c.engine,
+        }
+    }
+}
+
+/// A copy of the pinned tree with patches applied, kept between builds so that make only
+/// recompiles what a change touches. Locked while in use.
+pub struct BuildTree {
+    pub root: PathBuf,
+    /// Each patch that applied at an offset, by name, with its moved hunks.
+    pub offsets: Vec<(String, Vec<crate::output::emit::Offset>)>,
+    _lock: crate::cache::Lock,
+}
+
+/// Beside `src/` in a build tree: the offsets its patches applied at.
+const OFFSETS_FILE: &str = ".patch-offsets.json";
+
+impl BuildTree {
+    pub fn src(&self) -> PathBuf {
+        self.root.join("src")
+    }
+}
+
+/// Finds or makes the build tree for this source, patch series, profile and runtime. The
+/// runtime is part of the key because make does not notice changed flags or compilers: objects
+/// from one toolchain must never be linked by another.
+pub fn prepare_tree(
+    sh: &Shell,
+    cache: &Cache,
+    source: &Source,
+    patches: &[patch::PatchSpec],
+    profile: &str,
+    runtime: &Runtime,
+) -> Result<BuildTree> {
+    let mut key = format!(
+        "{}\n{profile}\n{}\n",
+        source.pin.tree_digest,
+        runtime.identity()
+    );
+    for p in patches {
+        key.push_str(&format!("{} {}\n", p.name, util::sha256_file(&p.path)?));
+    }
+    let key = util::sha256_hex(key.as_bytes());
+    let lock = cache.lock(&format!("build-{}", &key[..16]))?;
+    let root = cache.area("build")?.join(&key[..32]);
+    if !root.join("src/Makefile").is_file() {
+        let scratch = cache.scratch("build")?;
+        let tree = scratch.path().join("tree");
+        // Copy the contents (`from/.`): the source entry may be reached through a link (verify's
+        // scratch cache), and the link itself must never become the build tree.
+        fs::create_dir(&tree)?;
+        let from = source.tree.join(".");
+        cmd!(sh, "cp -a {from} {tree}")
+            .quiet()
+            .run()
+            .context("cannot copy the iPXE tree")?;
+        let mut offsets = Vec::new();
+        for p in patches {
+            let moved = match patch::apply(p, &tree) {
+                Ok(moved) => moved,
+                Err(_) if patch::already_applied(p, &tree).unwrap_or(false) => bail!(
+                    "patch {} is already in this iPXE tree: remove it from ipxe-patches/series.toml \
+                     (or the profile's patches)",
+                    p.name
+                ),
+                Err(e) => return Err(e),
+            };
+            if !moved.is_empty() {
+                offsets.push((p.name.clone(), moved));
+            }
+        }
+        fs::write(tree.join(OFFSETS_FILE), serde_json::to_string(&offsets)?)?;
+        if root.exists() {
+            fs::remove_dir_all(&root)?;
+        }
+        fs::rename(&tree, &root)
+            .with_context(|| format!("cannot move the build tree to {}", root.display()))?;
+    }
+    if fs::symlink_metadata(&root)?.file_type().is_symlink() {
+        bail!(
+            "{} is a link, not a build tree: delete it and build again",
+            root.display()
+        );
+    }
+    let offsets = fs::read_to_string(root.join(OFFSETS_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    Ok(BuildTree {
+        root,
+        offsets,
+        _lock: lock,
+    })
+}
+
+/// Files a profile compiles in, copied into the tree under fixed names so their paths are the
+/// same for every runtime and every machine.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub embed: Option<PathBuf>,
+    pub trust: Vec<PathBuf>,
+    pub certs: Vec<PathBuf>,
+}
+
+/// Everything `make` is told.
+#[derive(Debug, Clone)]
+pub struct MakeJob {
+    pub targets: Vec<String>,
+    pub commit: String,
+    pub source_date_epoch: u64,
+    pub jobs: usize,
+    pub inputs: Inputs,
+}
+
+const INPUT_DIR: &str = "vsphere-ipxe-rom";
+
+/// Copies the profile's files in (rewriting only changed ones) and returns make variables for them.
+fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
+    let dir = src.join(INPUT_DIR);
+    fs::create_dir_all(&dir)?;
+    let mut vars = Vec::new();
+    let put = |file: &Path, name: &str| -> Result<String> {
+        let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        util::write_if_changed(&dir.join(name), &bytes)?;
+        Ok(format!("{INPUT_DIR}/{name}"))
+    };
+    // iPXE v2.0.0 tracks what TRUST= and CERT= *name*, not the files' content (rootcert_DEPS
+    // lists an undefined $(TRUSTED_FILES)): naming each file by its digest makes any change of
+    // content a change of name, which make does notice. The names never reach the ROM.
+    let by_content = |file: &Path, role: &str| -> Result<String> {
+        put(
+            file,
+            &format!("{role}-{}.pem", &util::sha256_file(file)?[..16]),
+        )
+    };
+    if let Some(e) = &inputs.embed {
+        vars.push(format!("EMBED={}", put(e, "embed.ipxe")?));
+    }
+    let trust = inputs
+        .trust
+        .iter()
+        .map(|f| by_content(f, "trust"))
+        .collect::<Result<Vec<_>>>()?;
+    if !trust.is_empty() {
+        vars.push(format!("TRUST={}", trust.join(",")));
+    }
+    let certs = inputs
+        .certs
+        .iter()
+        .map(|f| by_content(f, "cert"))
+        .collect::<Result<Vec<_>>>()?;
+    if !certs.is_empty() {
+        vars.push(format!("CERT={}", certs.join(",")));
+    }
+    Ok(vars)
+}
+
+/// The make variables that decide the bytes besides the profile's files: the commit for the
+/// version string, the prefix map that keeps the build path out, and the cross prefix.
+pub fn byte_deciding_vars(runtime: &Runtime, src: &Path, job: &MakeJob) -> Result<Vec<String>> {
+    let (src_in_build, cross) = match runtime {
+        Runtime::Native { cross } => (
+            src.to_str()
+                .context("the cache path is not UTF-8")?
+                .to_string(),
+            cross.clone(),
+        ),
+        Runtime::Container(_) => (CONTAINER_SRC.to_string(), Some(CROSS.to_string())),
+    };
+    let mut vars = vec![
+        format!("GITVERSION={}", job.commit),
+        format!("EXTRA_CFLAGS=-ffile-prefix-map={src_in_build}=."),
+    ];
+    vars.extend(cross.map(|c| format!("CROSS={c}")));
+    Ok(vars)
+}
+
+/// Runs make once for every target. Returns the combined output.
+pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> Result<String> {
+    let src = tree.src();
+    let mut vars = stage_inputs(&src, &job.inputs)?;
+    vars.extend(byte_deciding_vars(runtime, &src, job)?);
+    let mut args = vec![format!("-j{}", job.jobs)];
+    args.extend(vars);
+    args.extend(job.targets.iter().cloned());
+    let epoch = job.source_date_epoch.to_string();
+
+    let _d = sh.push_dir(&src);
+    let _env = [
+        sh.push_env("SOURCE_DATE_EPOCH", &epoch),
+        sh.push_env("TZ", "UTC"),
+        sh.push_env("LC_ALL", "C"),
+    ];
+    let command = match runtime {
+        Runtime::Native { .. } => cmd!(sh, "make {args...}"),
+        Runtime::Container(c) => {
+            let engine = &c.engine;
+            let image = &c.image;
+            let mount = format!("{}:/build", tree.root.display());
+            let user = container_user(sh, &tree.root)?;
+            let mut opts = vec![
+                "--rm".to_string(),
+                "--network=none".into(),
+                "--read-only".into(),
+                "--tmpfs=/tmp:exec".into(),
+                "--cap-drop=ALL".into(),
+                "--security-opt=no-new-privileges".into(),
+                format!("--user={user}"),
+                format!("--volume={mount}"),
+                format!("--workdir={CONTAINER_SRC}"),
+                format!("--env=SOURCE_DATE_EPOCH={epoch}"),
+                "--env=TZ=UTC".into(),
+                "--env=LC_ALL=C".into(),
+                "--env=HOME=/tmp".into(),
+            ];
+            if engine == "podman" {
+                opts.push("--userns=keep-id".into());
+            }
+            if let Some(v) = &c.usr_volume {
+                opts.push(format!("--mount=type=volume,src={v},dst=/usr,readonly"));
+            }
+            cmd!(sh, "{engine} run {opts...} {image} make {args...}")
+        }
+    };
+    let shown = format!("{command}");
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!(
+        "building {} ({})",
+        job.targets.join(" "),
+        runtime.name()
+    ));
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let output = command.quiet().ignore_status().output();
+    spinner.finish_and_clear();
+    let output = output.with_context(|| format!("cannot run {shown}"))?;
+    let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
+    log.push_str(&String::from_utf8_lossy(&output.stderr));
+    fs::write(tree.root.join("build.log"), &log)?;
+    if !output.status.success() {
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!(
+            "make failed ({}):\n  {shown}\nlast lines (whole log in {}):\n{}",
+            output.status,
+            tree.root.join("build.log").display(),
+            tail.join("\n")
+        );
+    }
+    Ok(log)
+}
+
+/// The invoking user's uid:gid, so the container can do no more than the user can and what it
+/// writes stays the user's. A root invoker's build runs as uid 0 with every capability dropped
+/// (see [`make`]): it can write only its own tree and `/tmp`, and it is the owner of the
+/// container's `/`, which on fuse-overlayfs spares every path lookup a permission round trip to
+/// the FUSE daemon (an unprivileged uid made the Docker build a third slower there).
+///
+/// A tree left by another user (an earlier run under sudo, say) is taken over when the invoker
+/// is root; a capability-less uid 0 could not write it.
+fn container_user(sh: &Shell, tree: &Path) -> Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid: u32 = cmd!(sh, "id -u").quiet().read()?.trim().parse()?;
+    let gid: u32 = cmd!(sh, "id -g").quiet().read()?.trim().parse()?;
+    if uid == 0 && fs::metadata(tree)?.uid() != 0 {
+        cmd!(sh, "chown -R 0:0 {tree}").quiet().run()?;
+    }
+    Ok(format!("{uid}:{gid}"))
+}
+
+/// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain
+/// compiler on an x86-64 host.
+pub fn native_cross(sh: &Shell) -> Result<Option<String>> {
+    if which(sh, &format!("{CROSS}gcc")) {
+        return Ok(Some(CROSS.to_string()));
+    }
+    if std::env::consts::ARCH == "x86_64" && which(sh, "gcc") {
+        return Ok(None);
+    }
+    bail!(
+        "a native build needs {CROSS}gcc (Debian: apt-get install gcc-x86-64-linux-gnu binutils-x86-64-linux-gnu), \
+         or use --runtime docker"
+    )
+}
+
+pub fn which(sh: &Shell, program: &str) -> bool {
+    cmd!(sh, "which {program}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+}
+
+/// Versions of what compiles the ROM, asked of the runtime that does.
+pub fn toolchain(sh: &Shell, runtime: &Runtime) -> Result<Vec<(String, String)>> {
+    let cross = match runtime {
+        Runtime::Native { cross } => cross.clone().unwrap_or_default(),
+        Runtime::Container(_) => CROSS.to_string(),
+    };
+    let mut out = Vec::new();
+    for (name, tool) in [
+        ("gcc", format!("{cross}gcc")),
+        ("ld", format!("{cross}ld")),
+        ("make", "make".into()),
+    ] {
+        let line = match runtime {
+            Runtime::Native { .. } => cmd!(sh, "{tool} --version").quiet().read(),
+            Runtime::Container(c) => {
+                let (engine, image) = (&c.engine, &c.image);
+                cmd!(
+                    sh,
+                    "{engine} run --rm --network=none {image} {tool} --version"
+                )
+                .quiet()
+                .read()
+            }
+        }
+        .with_context(|| format!("cannot ask {tool} for its version"))?;
+        out.push((
+            name.to_string(),
+            line.lines().next().unwrap_or_default().to_string(),
+        ));
+    }
+    Ok(out)
+}

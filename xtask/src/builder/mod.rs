@@ -1,0 +1,10 @@
+//! Stages 2 and 3: what to build (profile, patch series) and `make`, natively or in the
+//! builder image made from the locked toolchain. `pipeline` runs every stage.
+
+pub mod compile;
+pub mod container;
+pub mod patch;
+pub mod pipeline;
+pub mod profile;
+pub mod series;
+pub mod toolchain;

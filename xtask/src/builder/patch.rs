@@ -1,0 +1,546 @@
+//! Applies unified diffs with no fuzz: every line of a hunk's context must match. Our own
+//! patches must also match at the line they name. Upstream fixes written against a later tree
+//! may sit at another line: they apply there only when their context matches exactly at exactly
+//! one place, and the offset is recorded.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::output::emit::Offset;
+
+/// Where a hunk may apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// At the line the hunk names.
+    Exact,
+    /// Anywhere its old lines match exactly and uniquely (upstream fixes on an older tree).
+    WholeHunkOffset,
+}
+
+/// One patch to apply, and how.
+#[derive(Debug, Clone)]
+pub struct PatchSpec {
+    pub name: String,
+    pub path: PathBuf,
+    pub fit: Fit,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct FilePatch {
+    /// Path relative to the tree root (the `b/` side, `-p1`).
+    path: String,
+    /// `--- /dev/null`: the file must not exist yet.
+    create: bool,
+    /// `+++ /dev/null`: the file is removed.
+    delete: bool,
+    hunks: Vec<Hunk>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Hunk {
+    header: String,
+    old_start: usize,
+    new_start: usize,
+    old: Vec<String>,
+    new: Vec<String>,
+    /// Whether the old/new sides end without a newline (`\ No newline at end of file`).
+    old_no_eol: bool,
+    new_no_eol: bool,
+    /// `@@ -A,B +C,D @@` and the hunk's lines as written: what the digest covers.
+    canonical: String,
+}
+
+/// Applies one patch to the tree at `root`; returns the hunks that applied at an offset.
+/// Every file is checked before any is written, so a patch that fails changes nothing.
+pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
+    let name = &spec.name;
+    let text = fs::read_to_string(&spec.path)
+        .with_context(|| format!("cannot read patch {}", spec.path.display()))?;
+    let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
+    let mut writes = Vec::new();
+    let mut offsets = Vec::new();
+    for fp in &files {
+        let (write, mut moved) = patch_file(fp, root, spec.fit)
+            .with_context(|| format!("patch {name} does not apply"))?;
+        writes.push((fp, write));
+        offsets.append(&mut moved);
+    }
+    for (fp, write) in writes {
+        let path = root.join(&fp.path);
+        match write {
+            None => fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path))?,
+            Some(text) => {
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?
+            }
+        }
+    }
+    Ok(offsets)
+}
+
+/// Whether the patch is already in the tree: its reverse applies exactly where the patch would.
+pub fn already_applied(spec: &PatchSpec, root: &Path) -> Result<bool> {
+    let text = fs::read_to_string(&spec.path)?;
+    let files = parse(&text)?;
+    Ok(files.iter().all(|fp| {
+        let reversed = FilePatch {
+            path: fp.path.clone(),
+            create: fp.delete,
+            delete: fp.create,
+            hunks: fp
+                .hunks
+                .iter()
+                .map(|h| Hunk {
+                    header: h.header.clone(),
+                    old_start: h.new_start,
+                    new_start: h.old_start,
+                    old: h.new.clone(),
+                    new: h.old.clone(),
+                    old_no_eol: h.new_no_eol,
+                    new_no_eol: h.old_no_eol,
+                    canonical: String::new(),
+                })
+                .collect(),
+        };
+        patch_file(&reversed, root, spec.fit).is_ok()
+    }))
+}
+
+/// The patch's content digest, `sha256:<hex>`: over its file names and hunks only, so that
+/// mail headers, the commit message, `index` lines and the signature do not count. The
+/// canonical text is, for each file section in order, `--- OLD\n+++ NEW\n` (paths without the
+/// `a/`/`b/` prefix, or `/dev/null`), then for each hunk `@@ -A,B +C,D @@\n` followed by its
+/// lines exactly as they stand (context, removals, additions, `\ No newline` markers).
+pub fn digest(text: &str) -> Result<String> {
+    let files = parse(text).context("it is not a unified diff")?;
+    let mut canon = String::new();
+    for fp in &files {
+        let side = |absent: bool| {
+            if absent {
+                "/dev/null".to_string()
+            } else {
+                fp.path.clone()
+            }
+        };
+        let _ = write!(canon, "--- {}\n+++ {}\n", side(fp.create), side(fp.delete));
+        for h in &fp.hunks {
+            canon.push_str(&h.canonical);
+        }
+    }
+    Ok(format!(
+        "sha256:{}",
+        crate::util::sha256_hex(canon.as_bytes())
+    ))
+}
+
+fn parse(text: &str) -> Result<Vec<FilePatch>> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut files = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !(lines[i].starts_with("--- ")
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("+++ ")))
+        {
+            i += 1;
+            continue;
+        }
+        let old = side_path(lines[i]);
+        let new = side_path(lines[i + 1]);
+        i += 2;
+        let create = old.is_none();
+        let delete = new.is_none();
+        let Some(path) = new.or(old) else {
+            bail!("a file section names /dev/null on both sides")
+        };
+        let mut hunks = Vec::new();
+        while i < lines.len() && lines[i].starts_with("@@ ") {
+            let (hunk, used) = parse_hunk(&lines[i..]).with_context(|| format!("in {path}"))?;
+            hunks.push(hunk);
+            i += used;
+        }
+        if hunks.is_empty() {
+            bail!("{path} has no hunks");
+        }
+        files.push(FilePatch {
+            path,
+            create,
+            delete,
+            hunks,
+        });
+    }
+    if files.is_empty() {
+        bail!("it has no '--- a/...' / '+++ b/...' file sections");
+    }
+    Ok(files)
+}
+
+/// `--- a/src/x.c\t2024-...` to `src/x.c`; `/dev/null` to None.
+fn side_path(line: &str) -> Option<String> {
+    let raw = line[4..].trim_end_matches(['\n', '\r']);
+    let raw = raw.split('\t').next().unwrap_or(raw);
+    if raw == "/dev/null" {
+        return None;
+    }
+    Some(
+        raw.split_once('/')
+            .map_or(raw, |(_, rest)| rest)
+            .to_string(),
+    )
+}
+
+fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
+    let header = lines[0].trim_end().to_string();
+    let ranges = header
+        .strip_prefix("@@ -")
+        .and_then(|r| r.split_once(" @@"))
+        .map(|(r, _)| r)
+        .with_context(|| format!("bad hunk header '{header}'"))?;
+    let (old_r, new_r) = ranges
+        .split_once(" +")
+        .with_context(|| format!("bad hunk header '{header}'"))?;
+    let count = |r: &str| -> Result<(usize, usize)> {
+        let (s, n) = r.split_once(',').unwrap_or((r, "1"));
+        Ok((s.parse()?, n.parse()?))
+    };
+    let (old_start, old_len) =
+        count(old_r).with_context(|| format!("bad hunk header '{header}'"))?;
+    let (new_start, new_len) =
+        count(new_r).with_context(|| format!("bad hunk header '{header}'"))?;
+    let mut hunk = Hunk {
+        header,
+        old_start,
+        new_start,
+        old: vec![],
+        new: vec![],
+        old_no_eol: false,
+        new_no_eol: false,
+        canonical: format!("@@ -{old_start},{old_len} +{new_start},{new_len} @@\n"),
+    };
+    let mut i = 1;
+    let mut last = ' ';
+    while hunk.old.len() < old_len
+        || hunk.new.len() < new_len
+        || lines.get(i).is_some_and(|l| l.starts_with('\\'))
+    {
+        let Some(line) = lines.get(i) else {
+            bail!("hunk '{}' ends early", hunk.header)
+        };
+        let body = line
+            .get(1..)
+            .unwrap_or("")
+            .trim_end_matches('\n')
+            .to_string();
+        hunk.canonical.push_str(line.trim_end_matches('\n'));
+        hunk.canonical.push('\n');
+        match line.chars().next() {
+            Some(' ') => {
+                hunk.old.push(body.clone());
+                hunk.new.push(body);
+            }
+            Some('\n') | None => {
+                hunk.old.push(String::new());
+                hunk.new.push(String::new());
+            }
+            Some('-') => hunk.old.push(body),
+            Some('+') => hunk.new.push(body),
+            Some('\\') => match last {
+                '-' => hunk.old_no_eol = true,
+                '+' => hunk.new_no_eol = true,
+                _ => {
+                    hunk.old_no_eol = true;
+                    hunk.new_no_eol = true;
+                }
+            },
+            _ => bail!(
+                "hunk '{}' has a line that is not context, removal or addition: {line:?}",
+                hunk.header
+            ),
+        }
+        last = line.chars().next().unwrap_or(' ');
+        i += 1;
+        if hunk.old.len() > old_len || hunk.new.len() > new_len {
+            bail!("hunk '{}' has more lines than its header says", hunk.header);
+        }
+    }
+    Ok((hunk, i))
+}
+
+/// The file's new text (None: delete it) and the hunks that moved; writes nothing.
+fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, Vec<Offset>)> {
+    let path = root.join(&fp.path);
+    let original = if fp.create {
+        if path.exists() {
+            bail!("{} would be created, but it already exists", fp.path);
+        }
+        String::new()
+    } else {
+        fs::read_to_string(&path)
+            .with_context(|| format!("{}: no such file in the iPXE tree", fp.path))?
+    };
+    let had_eol = original.is_empty() || original.ends_with('\n');
+    let old_lines: Vec<&str> = original
+        .split_inclusive('\n')
+        .map(|l| l.strip_suffix('\n').unwrap_or(l))
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut next = 0usize;
+    let mut ends_without_eol = !had_eol;
+    let mut offsets = Vec::new();
+    for (n, hunk) in fp.hunks.iter().enumerate() {
+        let named = if hunk.old.is_empty() {
+            hunk.old_start
+        } else {
+            hunk.old_start.saturating_sub(1)
+        };
+        let where_ = || format!("{} hunk {} ({})", fp.path, n + 1, hunk.header);
+        let at = match place(&old_lines, hunk, named, next) {
+            Ok(at) => at,
+            Err(mismatch) if fit == Fit::Exact || hunk.old.is_empty() => {
+                bail!("{}: {mismatch}", where_())
+            }
+            Err(mismatch) => {
+                let found: Vec<usize> = (next..=old_lines.len().saturating_sub(hunk.old.len()))
+                    .filter(|&at| matches_at(&old_lines, hunk, at))
+                    .collect();
+                match found.as_slice() {
+                    [at] => *at,
+                    [] => bail!(
+                        "{}: {mismatch}; its context is nowhere else in the file either",
+                        where_()
+                    ),
+                    many => bail!(
+                        "{}: its context matches at {} places (lines {}), so the offset is \
+                         ambiguous; refresh the patch against this tree",
+                        where_(),
+                        many.len(),
+                        many.iter()
+                            .map(|a| (a + 1).to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        };
+        if at != named {
+            offsets.push(Offset {
+                file: fp.path.clone(),
+                hunk: n + 1,
+                lines: at as i64 - named as i64,
+            });
+        }
+        out.extend(old_lines[next..at].iter().map(|s| s.to_string()));
+        out.extend(hunk.new.iter().cloned());
+        next = at + hunk.old.len();
+        if next == old_lines.len() {
+            ends_without_eol = hunk.new_no_eol;
+        }
+    }
+    out.extend(old_lines[next..].iter().map(|s| s.to_string()));
+    if fp.delete {
+        if !out.is_empty() {
+            bail!(
+                "{} should be deleted, but the patch leaves lines in it",
+                fp.path
+            );
+        }
+        return Ok((None, offsets));
+    }
+    let mut text = out.join("\n");
+    if !out.is_empty() && !ends_without_eol {
+        text.push('\n');
+    }
+    Ok((Some(text), offsets))
+}
+
+/// The hunk at the line it names, or why not.
+fn place(lines: &[&str], hunk: &Hunk, at: usize, next: usize) -> Result<usize, String> {
+    if at < next || at + hunk.old.len() > lines.len() {
+        return Err(format!(
+            "its lines {}..{} are not in the file ({} lines)",
+            at + 1,
+            at + hunk.old.len(),
+            lines.len()
+        ));
+    }
+    for (k, want) in hunk.old.iter().enumerate() {
+        let got = lines[at + k];
+        if got != want {
+            return Err(format!(
+                "line {} should be\n  {want:?}\nbut is\n  {got:?}",
+                at + k + 1
+            ));
+        }
+    }
+    Ok(at)
+}
+
+fn matches_at(lines: &[&str], hunk: &Hunk, at: usize) -> bool {
+    at + hunk.old.len() <= lines.len() && hunk.old.iter().zip(&lines[at..]).all(|(w, g)| w == g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "one\ntwo\nthree\nfour\nfive\nsix\nseven\n";
+
+    fn tree(content: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("src")).unwrap();
+        fs::write(dir.path().join("src/f.c"), content).unwrap();
+        dir
+    }
+
+    fn spec(dir: &Path, patch: &str, fit: Fit) -> PatchSpec {
+        let path = dir.join("0001-test.patch");
+        fs::write(&path, patch).unwrap();
+        PatchSpec {
+            name: "0001-test.patch".into(),
+            path,
+            fit,
+        }
+    }
+
+    fn run(dir: &Path, patch: &str) -> Result<String> {
+        apply(&spec(dir, patch, Fit::Exact), dir)?;
+        Ok(fs::read_to_string(dir.join("src/f.c")).unwrap_or_default())
+    }
+
+    #[test]
+    fn an_upstream_hunk_applies_at_its_one_exact_match_and_the_offset_is_recorded() {
+        let dir = tree(&format!("zero\nzero\n{FILE}"));
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
+        let offsets = apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap();
+        assert_eq!(
+            offsets,
+            [Offset {
+                file: "src/f.c".into(),
+                hunk: 1,
+                lines: 2
+            }]
+        );
+        assert!(fs::read_to_string(dir.path().join("src/f.c"))
+            .unwrap()
+            .contains("\nTWO\n"));
+        let s = spec(dir.path(), patch, Fit::WholeHunkOffset);
+        assert!(already_applied(&s, dir.path()).unwrap());
+    }
+
+    #[test]
+    fn an_offset_is_refused_where_the_context_is_ambiguous_or_changed() {
+        let dir = tree(&format!("x\n{FILE}{FILE}"));
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
+        let err = format!(
+            "{:#}",
+            apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap_err()
+        );
+        assert!(err.contains("matches at 2 places (lines 2, 9)"), "{err}");
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-deux\n+TWO\n three\n";
+        let err = format!(
+            "{:#}",
+            apply(&spec(dir.path(), patch, Fit::WholeHunkOffset), dir.path()).unwrap_err()
+        );
+        assert!(err.contains("nowhere else in the file either"), "{err}");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/f.c")).unwrap(),
+            format!("x\n{FILE}{FILE}"),
+            "a refused patch changes nothing"
+        );
+    }
+
+    #[test]
+    fn the_digest_covers_hunks_and_names_not_mail_headers() {
+        let body = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@ fn\n one\n-two\n+TWO\n three\n";
+        let mail = format!(
+            "From 36c25549c Mon Sep 17 00:00:00 2001\nFrom: A <a@b>\nSubject: [PATCH] x\n\n\
+             ---\n src/f.c | 2 +-\n\ndiff --git a/src/f.c b/src/f.c\nindex 1111111..2222222 100644\n{body}-- \n2.47.3\n\n"
+        );
+        let other = mail
+            .replace("From: A", "From: B")
+            .replace("index 1111111", "index 3333333")
+            .replace("2.47.3", "2.39.5");
+        assert_eq!(digest(&mail).unwrap(), digest(&other).unwrap());
+        assert_eq!(digest(&mail).unwrap(), digest(body).unwrap());
+        assert_ne!(
+            digest(&mail).unwrap(),
+            digest(&mail.replace("+TWO", "+Two")).unwrap()
+        );
+        assert_ne!(
+            digest(&mail).unwrap(),
+            digest(&mail.replace("src/f.c", "src/g.c")).unwrap()
+        );
+    }
+
+    #[test]
+    fn applies_hunks_exactly() {
+        let dir = tree(FILE);
+        let patch = "diff --git a/src/f.c b/src/f.c\n--- a/src/f.c\n+++ b/src/f.c\n\
+                     @@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n\
+                     @@ -5,3 +5,4 @@\n five\n six\n+six and a half\n seven\n";
+        assert_eq!(
+            run(dir.path(), patch).unwrap(),
+            "one\nTWO\nthree\nfour\nfive\nsix\nsix and a half\nseven\n"
+        );
+    }
+
+    #[test]
+    fn refuses_offset_or_changed_context_naming_file_and_hunk() {
+        let dir = tree(&format!("zero\n{FILE}"));
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n";
+        let err = format!("{:#}", run(dir.path(), patch).unwrap_err());
+        assert!(
+            err.contains("patch 0001-test.patch does not apply"),
+            "{err}"
+        );
+        assert!(
+            err.contains("src/f.c hunk 1 (@@ -1,3 +1,3 @@): line 1 should be"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/f.c")).unwrap(),
+            format!("zero\n{FILE}")
+        );
+    }
+
+    #[test]
+    fn creates_and_deletes_files() {
+        let dir = tree(FILE);
+        let patch = "--- /dev/null\n+++ b/src/new.h\n@@ -0,0 +1,2 @@\n+#define A\n+#define B\n";
+        run(dir.path(), patch).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("src/new.h")).unwrap(),
+            "#define A\n#define B\n"
+        );
+        let patch = "--- a/src/new.h\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-#define A\n-#define B\n";
+        run(dir.path(), patch).unwrap();
+        assert!(!dir.path().join("src/new.h").exists());
+    }
+
+    #[test]
+    fn keeps_missing_final_newline() {
+        let dir = tree("a\nb");
+        let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n";
+        assert_eq!(run(dir.path(), patch).unwrap(), "a\nc");
+    }
+
+    #[test]
+    fn refuses_non_patches_and_missing_files() {
+        let dir = tree(FILE);
+        let err = format!("{:#}", run(dir.path(), "just some text\n").unwrap_err());
+        assert!(err.contains("is not a unified diff"), "{err}");
+        let patch = "--- a/src/gone.c\n+++ b/src/gone.c\n@@ -1 +1 @@\n-x\n+y\n";
+        let err = format!("{:#}", run(dir.path(), patch).unwrap_err());
+        assert!(
+            err.contains("src/gone.c: no such file in the iPXE tree"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! Stage 2: a profile (`configs/<name>.toml`) and its rendering as iPXE's `config/local/*.h`.
+//!
+//! iPXE includes `config/local/<header>.h` at the end of each `config/<header>.h`, after its own
+//! platform defaults, so `#undef`/`#define` there win. That is upstream's supported override.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::{check::audit::Promise, nic, util};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    /// One line for people: what this profile is for.
+    pub description: String,
+    /// Per config header (`general`, `settings`, ...): what to switch on and off.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderEdits>,
+    /// Applied in order from `ipxe-patches/`.
+    #[serde(default)]
+    pub patches: Vec<String>,
+    /// iPXE script compiled into the ROM (EMBED=), relative to the profile file.
+    pub embed: Option<PathBuf>,
+    /// Root certificates the ROM trusts (TRUST=), relative to the profile file.
+    #[serde(default)]
+    pub trust: Vec<PathBuf>,
+    /// Certificates compiled in (CERT=), relative to the profile file.
+    #[serde(default)]
+    pub certs: Vec<PathBuf>,
+    /// Size limits per NIC name where this profile's VMs allow a larger ROM.
+    #[serde(default)]
+    pub limits: BTreeMap<String, u64>,
+    /// Objects (`obj_<name>` in the linked ELF) that must, or must not, be linked.
+    #[serde(default)]
+    pub audit: AuditSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    #[serde(default)]
+    pub linked: Vec<String>,
+    #[serde(default)]
+    pub absent: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEdits {
+    #[serde(default)]
+    pub undef: Vec<String>,
+    #[serde(default)]
+    pub define: Vec<String>,
+    /// Defines with a value, e.g. `TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2"`.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+/// A loaded, validated profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub path: PathBuf,
+    pub file: ProfileFile,
+    /// SHA-256 of the profile file as written.
+    pub sha256: String,
+}
+
+/// The `config/local/*.h` files for one profile: header file name to content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedConfig {
+    pub files: BTreeMap<String, String>,
+}
+
+impl Profile {
+    /// What the profile promises: `define`s bring their objects in; `undef`s keep out the objects
+    /// that no other macro of the tree also requires; `[audit]` adds explicit ones.
+    pub fn promises(&self, map: &BTreeMap<String, BTreeSet<String>>) -> Vec<Promise> {
+        let mut out = Vec::new();
+        for (header, edits) in &self.file.headers {
+            for name in edits.define.iter().chain(edits.set.keys()) {
+                for object in map.get(name).into_iter().flatten() {
+                    out.push(Promise {
+                        object: object.clone(),
+                        linked: true,
+                        because: format!("[headers.{header}] defines {name}"),
+                    });
+                }
+            }
+            for name in &edits.undef {
+                for object in map.get(name).into_iter().flatten() {
+                    let shared = map
+                        .iter()
+                        .any(|(other, objs)| other != name && objs.contains(object));
+                    if !shared {
+                        out.push(Promise {
+                            object: object.clone(),
+                            linked: false,
+                            because: format!("[headers.{header}] undefines {name}"),
+                        });
+                    }
+                }
+            }
+        }
+        for object in &self.file.audit.linked {
+            out.push(Promise {
+                object: object.clone(),
+                linked: true,
+                because: "[audit] linked".into(),
+            });
+        }
+        for object in &self.file.audit.absent {
+            out.push(Promise {
+                object: object.clone(),
+                linked: false,
+                because: "[audit] absent".into(),
+            });
+        }
+        out
+    }
+
+    /// `name` is a profile name in `configs/`, or a path to a `.toml` file.
+    pub fn load(configs: &Path, name: &str) -> Result<Profile> {
+        let path = if name.ends_with(".toml") || name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            configs.join(format!("{name}.toml"))
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if stem == "ipxe" {
+            bail!("configs/ipxe.toml is the source pin, not a profile: pass --profile vmware or another profile");
+        }
+        if !path.is_file() {
+            bail!(
+                "no profile '{name}': {} does not exist (profiles: {})",
+                path.display(),
+                list(configs).join(", ")
+            );
+        }
+        let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let file: ProfileFile = util::read_toml(&path)?;
+        let profile = Profile {
+            name: stem,
+            sha256: util::sha256_hex(&text),
+            path,
+            file,
+        };
+        profile
+            .validate()
+            .with_context(|| format!("invalid profile {}", profile.path.display()))?;
+        Ok(profile)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (header, edits) in &self.file.headers {
+            let mut seen = BTreeMap::new();
+            let all = edits
+                .undef
+                .iter()
+                .map(|n| (n, "undef"))
+                .chain(edits.define.iter().map(|n| (n, "define")))
+                .chain(edits.set.keys().map(|n| (n, "set")));
+            for (name, list) in all {
+                if !is_identifier(name) {
+                    bail!("[headers.{header}] {list}: '{name}' is not a C macro name");
+                }
+                if let Some(other) = seen.insert(name.clone(), list) {
+                    bail!("[headers.{header}] names {name} in both {other} and {list}; keep one");
+                }
+            }
+            for (name, value) in &edits.set {
+                if value.contains('\n') || value.trim().is_empty() {
+                    bail!("[headers.{header}] set: {name} needs a one-line, non-empty value");
+                }
+            }
+        }
+        for nic_name in self.file.limits.keys() {
+            nic::Nic::by_name(nic_name).context("in [limits]")?;
+        }
+        for file in self.files_to_embed() {
+            if !file.is_file() {
+                bail!("{} does not exist", file.display());
+            }
+        }
+        Ok(())
+    }
+
+    fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The files the build reads besides the tree, resolved against the profile's directory.
+    pub fn files_to_embed(&self) -> Vec<PathBuf> {
+        let f = &self.file;
+        f.embed
+            .iter()
+            .chain(&f.trust)
+            .chain(&f.certs)
+            .map(|p| self.dir().join(p))
+            .collect()
+    }
+
+    pub fn embed_path(&self) -> Option<PathBuf> {
+        self.file.embed.as_ref().map(|p| self.dir().join(p))
+    }
+
+    pub fn trust_paths(&self) -> Vec<PathBuf> {
+        self.file.trust.iter().map(|p| self.dir().join(p)).collect()
+    }
+
+    pub fn cert_paths(&self) -> Vec<PathBuf> {
+        self.file.certs.iter().map(|p| self.dir().join(p)).collect()
+    }
+
+    pub fn limit(&self, nic: &nic::Nic) -> u64 {
+        self.file
+            .limits
+            .get(nic.name)
+            .copied()
+            .unwrap_or(nic.default_limit)
+    }
+
+    /// Renders one file per header the tree can override; headers the profile leaves alone
+    /// are rendered empty, as iPXE's own Makefile would create them.
+    pub fn render(&self, overridable: &[String]) -> Result<RenderedConfig> {
+        for header in self.file.headers.keys() {
+            if !overridable.contains(header) {
+                bail!(
+                    "profile {} edits [headers.{header}], but iPXE has no config/{header}.h that reads \
+                     config/local/{header}.h (it has: {})",
+                    self.path.display(),
+                    overridable.join(", ")
+                );
+            }
+        }
+        let mut files = BTreeMap::new();
+        for header in overridable {
+            let content = match self.file.headers.get(header) {
+                Some(edits) => render_header(&self.name, header, edits),
+                None => String::new(),
+            };
+            files.insert(format!("{header}.h"), content);
+        }
+        Ok(RenderedConfig { files })
+    }
+}
+
+fn render_header(profile: &str, header: &str, edits: &HeaderEdits) -> String {
+    let mut out = format!(
+        "/* config/local/{header}.h: written by vsphere-ipxe-rom from profile '{profile}'. Do not edit. */\n"
+    );
+    for name in &edits.undef {
+        out.push_str(&format!("#undef {name}\n"));
+    }
+    for name in &edits.define {
+        out.push_str(&format!("#undef {name}\n#define {name}\n"));
+    }
+    for (name, value) in &edits.set {
+        out.push_str(&format!("#undef {name}\n#define {name} {value}\n"));
+    }
+    out
+}
+
+impl RenderedConfig {
+    /// One digest over every file name and content.
+    pub fn sha256(&self) -> String {
+        let mut all = String::new();
+        for (name, content) in &self.files {
+            all.push_str(&format!("{name}\0{}\0{content}", content.len()));
+        }
+        util::sha256_hex(all.as_bytes())
+    }
+
+    /// Writes into `<src>/config/local/`, touching only files whose content changed.
+    pub fn write(&self, src: &Path) -> Result<()> {
+        let dir = src.join("config/local");
+        fs::create_dir_all(&dir)?;
+        for (name, content) in &self.files {
+            util::write_if_changed(&dir.join(name), content.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The headers of an iPXE tree that read a `config/local/` override, from the tree itself.
+pub fn overridable_headers(src: &Path) -> Result<Vec<String>> {
+    let dir = src.join("config");
+    let mut out = Vec::new();
+    for item in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = item?.path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "h") {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            if text.contains(&format!("#include <config/local/{stem}.h>")) {
+                out.push(stem.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Profile names in a configs directory.
+pub fn list(configs: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(configs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            let stem = p.file_stem()?.to_str()?.to_string();
+            (p.extension()? == "toml" && stem != "ipxe").then_some(stem)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_profile(text: &str) -> (tempfile::TempDir, Result<Profile>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("p.toml"), text).unwrap();
+        let res = Profile::load(dir.path(), "p");
+        (dir, res)
+    }
+
+    #[test]
+    fn renders_local_headers() {
+        let (_d, p) = write_profile(
+            r#"
+description = "test"
+[headers.general]
+undef = ["DOWNLOAD_PROTO_HTTPS", "NET_PROTO_IPV6"]
+define = ["PING_CMD"]
+[headers.crypto]
+set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
+"#,
+        );
+        let r = p
+            .unwrap()
+            .render(&["crypto".into(), "general".into(), "settings".into()])
+            .unwrap();
+        assert_eq!(
+            r.files["general.h"],
+            "/* config/local/general.h: written by vsphere-ipxe-rom from profile 'p'. Do not edit. */\n\
+             #undef DOWNLOAD_PROTO_HTTPS\n#undef NET_PROTO_IPV6\n#undef PING_CMD\n#define PING_CMD\n"
+        );
+        assert!(r.files["crypto.h"]
+            .ends_with("#undef TLS_VERSION_MIN\n#define TLS_VERSION_MIN TLS_VERSION_TLS_1_2\n"));
+        assert_eq!(r.files["settings.h"], "");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_name_the_place() {
+        let (_d, p) = write_profile("description = \"x\"\n[headers.general]\ndefnes = [\"A\"]\n");
+        let err = format!("{:#}", p.unwrap_err());
+        assert!(err.contains("p.toml:3:1: unknown field `defnes`"), "{err}");
+        let (_d, p) = write_profile("description = \"x\"\npatches = [\n");
+        let err = format!("{:#}", p.unwrap_err());
+        assert!(
+            err.contains("p.toml:2:12: unclosed array, expected `]`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_contradictions_and_bad_names() {
+        let (_d, p) = write_profile(
+            "description = \"x\"\n[headers.general]\nundef = [\"A\"]\ndefine = [\"A\"]\n",
+        );
+        assert!(format!("{:#}", p.unwrap_err()).contains("names A in both undef and define"));
+        let (_d, p) = write_profile("description = \"x\"\n[headers.general]\ndefine = [\"A B\"]\n");
+        assert!(format!("{:#}", p.unwrap_err()).contains("'A B' is not a C macro name"));
+        let (_d, p) = write_profile("description = \"x\"\n[limits]\nvmxnet4 = 1\n");
+        assert!(format!("{:#}", p.unwrap_err()).contains("unknown NIC 'vmxnet4'"));
+        let (_d, p) = write_profile("description = \"x\"\nembed = \"missing.ipxe\"\n");
+        assert!(format!("{:#}", p.unwrap_err()).contains("missing.ipxe does not exist"));
+    }
+
+    #[test]
+    fn refuses_headers_the_tree_cannot_override() {
+        let (_d, p) = write_profile("description = \"x\"\n[headers.genral]\nundef = [\"A\"]\n");
+        let err = p
+            .unwrap()
+            .render(&["general".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[headers.genral]"), "{err}");
+        assert!(err.contains("it has: general"), "{err}");
+    }
+
+    #[test]
+    fn config_digest_tracks_content() {
+        let (_d, p) = write_profile("description = \"x\"\n[headers.general]\nundef = [\"A\"]\n");
+        let p = p.unwrap();
+        let a = p.render(&["general".into()]).unwrap();
+        let mut b = a.clone();
+        b.files.insert("general.h".into(), "changed".into());
+        assert_ne!(a.sha256(), b.sha256());
+        assert_eq!(a.sha256(), p.render(&["general".into()]).unwrap().sha256());
+    }
+
+    #[test]
+    fn promises_come_from_defines_undefines_and_the_audit_list() {
+        let (_d, p) = write_profile(
+            "description = \"x\"\n[headers.general]\nundef = [\"SHARED1\", \"DOWNLOAD_PROTO_TFTP\"]\n[headers.settings]\ndefine = [\"VMWARE_SETTINGS\"]\n[audit]\nabsent = [\"iscsi\"]\n",
+        );
+        let map: BTreeMap<String, BTreeSet<String>> = [
+            ("SHARED1", "shared"),
+            ("SHARED2", "shared"),
+            ("DOWNLOAD_PROTO_TFTP", "tftp"),
+            ("VMWARE_SETTINGS", "guestinfo"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), BTreeSet::from([v.to_string()])))
+        .collect();
+        let objects: Vec<(String, bool)> = p
+            .unwrap()
+            .promises(&map)
+            .into_iter()
+            .map(|p| (p.object, p.linked))
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                ("tftp".to_string(), false),
+                ("guestinfo".to_string(), true),
+                ("iscsi".to_string(), false)
+            ],
+            "a shared object makes no promise"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! `cargo xtask deploy`: upload a ROM to a datastore and set the VM's keys through the vSphere
+//! API, in one reconfiguration.
+
+use std::{io::Read, path::PathBuf};
+
+use anyhow::{bail, Context, Result};
+use xtask::{
+    nic::{Nic, RomFormat},
+    vm::deployment::{self, Rom, Target},
+    vm::vmconfig,
+    vm::vsphere::{self, Credentials, Endpoint, Secret, Session},
+};
+
+use crate::Ctx;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The VM to configure
+    #[arg(long, env = "GOVC_VM")]
+    vm: String,
+    /// Datastore for the ROM file
+    #[arg(long, env = "GOVC_DATASTORE")]
+    datastore: String,
+    /// The VM's NIC type: vmxnet3, e1000, e1000e or vlance
+    #[arg(long)]
+    nic: String,
+    /// Which virtual NIC (ethernet<N>) boots
+    #[arg(long, default_value_t = 0)]
+    ethernet: u8,
+    /// Profile whose ROM to deploy, from roms/<profile>/
+    #[arg(long, default_value = "vmware")]
+    profile: String,
+    /// Deploy this ROM file instead (its manifest.json beside it, if any, is read)
+    #[arg(long, value_name = "FILE")]
+    rom: Option<PathBuf>,
+    /// Static address with prefix length, e.g. 10.0.0.11/24
+    #[arg(long)]
+    ip: String,
+    #[arg(long)]
+    gateway: String,
+    #[arg(long)]
+    dns: String,
+    /// The iPXE script (or image) to chainload
+    #[arg(long)]
+    chain: String,
+    /// Commands iPXE runs after reading guestinfo
+    #[arg(long, default_value = vmconfig::DEFAULT_SCRIPTLET)]
+    scriptlet: String,
+    /// Power the VM on afterwards if it is off
+    #[arg(long)]
+    power_on: bool,
+    /// Switch a VM with EFI firmware to BIOS, which these ROMs need
+    #[arg(long)]
+    set_bios_firmware: bool,
+    /// Print what would change, and change nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// vCenter or ESXi, e.g. https://vcenter.example/sdk
+    #[arg(long, env = "GOVC_URL", hide_env_values = true)]
+    url: String,
+    #[arg(long, env = "GOVC_USERNAME")]
+    username: Option<String>,
+    /// Read the password from standard input instead of GOVC_PASSWORD
+    #[arg(long)]
+    password_stdin: bool,
+    /// Skip TLS verification (lab hosts with self-signed certificates)
+    #[arg(long, env = "GOVC_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
+    insecure: bool,
+    /// Trust the CA certificates in this PEM file (e.g. vCenter's VMCA root)
+    #[arg(long, env = "GOVC_TLS_CA_CERTS", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
+    let nic = Nic::by_name(&args.nic)?;
+    let rom = load_rom(ctx, &args, nic)?;
+    let target = Target {
+        vm: args.vm.clone(),
+        datastore: args.datastore.clone(),
+        nic,
+        ethernet: args.ethernet,
+        ip: args.ip.clone(),
+        gateway: args.gateway.clone(),
+        dns: args.dns.clone(),
+        chain: args.chain.clone(),
+        scriptlet: Some(args.scriptlet.clone()),
+        set_bios: args.set_bios_firmware,
+    };
+    // Bad addresses, URLs and ROMs are refused before any connection.
+    deployment::keys(&target, &rom)?;
+    let (endpoint, creds) = connection(&args)?;
+    let session = Session::login(&endpoint, &creds)?;
+    println!("vsphere   {} (user {})", endpoint.url, creds.username);
+    let plan = deployment::plan(&session, &target, &rom)?;
+    if !args.dry_run {
+        deployment::apply(&session, &plan, &rom, args.power_on)?;
+    }
+    print!(
+        "{}",
+        deployment::describe(&plan, &rom, args.power_on, !args.dry_run)
+    );
+    session.logout()
+}
+
+fn load_rom(ctx: &Ctx, args: &Args, nic: &'static Nic) -> Result<Rom> {
+    let path = match &args.rom {
+        Some(p) => p.clone(),
+        None => {
+            let p = ctx
+                .project
+                .roms(&args.profile)
+                .join(nic.file_name(RomFormat::Rom));
+            if !p.is_file() {
+                bail!(
+                    "no ROM at {}: build it with `cargo xtask build-rom --nic {} --profile {}`, or pass --rom FILE",
+                    p.display(),
+                    nic.name,
+                    args.profile
+                );
+            }
+            p
+        }
+    };
+    let (facts, https) = vmconfig::rom_facts(&path, nic)?;
+    Ok(Rom {
+        file_name: nic.file_name(RomFormat::Rom),
+        bytes: std::fs::read(&path)?,
+        facts,
+        https,
+    })
+}
+
+/// The endpoint and credentials, govc's way. The password comes from GOVC_PASSWORD, the URL,
+/// or standard input: never from a flag, where other users of the host could read it.
+fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
+    let (url, url_user, url_password) = vsphere::parse_url(&args.url)?;
+    let username = args
+        .username
+        .clone()
+        .or(url_user)
+        .context("no user name: set GOVC_USERNAME or pass --username")?;
+    let password = if args.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("cannot read the password from standard input")?;
+        Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
+    } else if let Some(p) = std::env::var("GOVC_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        Secret::new(p)
+    } else if let Some(p) = url_password {
+        p
+    } else {
+        bail!("no password: set GOVC_PASSWORD, or pass --password-stdin and write it to standard input");
+    };
+    Ok((
+        Endpoint {
+            url,
+            insecure: args.insecure,
+            ca_file: args.ca_file.clone(),
+        },
+        Credentials { username, password },
+    ))
+}

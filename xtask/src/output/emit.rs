@@ -1,0 +1,407 @@
+//! Stage 5: checked ROMs to `--out`, with `SHA256SUMS` and `manifest.json`, all or nothing.
+//!
+//! Everything is written into a staging directory beside `--out` and swapped in with two
+//! renames, so a build that stops part-way leaves the previous outputs as they were.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::util;
+
+pub const SUMS: &str = "SHA256SUMS";
+pub const MANIFEST: &str = "manifest.json";
+
+/// What decided the bytes and what came out. Sorted maps and no clock readings, so identical
+/// inputs give an identical file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub source: SourceInfo,
+    pub profile: ProfileInfo,
+    /// The series, then the profile's own patches, in the order applied.
+    pub patches: Vec<PatchRecord>,
+    pub toolchain: BTreeMap<String, String>,
+    pub runtime: RuntimeInfo,
+    pub roms: BTreeMap<String, RomInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub version: String,
+    pub commit: String,
+    pub tree_digest: String,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProfileInfo {
+    pub name: String,
+    /// SHA-256 of the profile file.
+    pub sha256: String,
+    /// SHA-256 over the rendered `config/local/*.h` (see `RenderedConfig::sha256`).
+    pub config_sha256: String,
+    /// Embedded script, trusted roots and certificates, by role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<FileDigest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    pub name: String,
+    pub sha256: String,
+}
+
+/// What the manifest and the provenance say of each applied patch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    pub name: String,
+    /// The upstream URL, or `ipxe-patches/<file>`.
+    pub origin: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<Offset>,
+}
+
+/// A hunk that applied away from the line it names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offset {
+    pub file: String,
+    pub hunk: usize,
+    /// Lines from where the hunk says it goes to where it went (negative: earlier).
+    pub lines: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `sha256:` of configs/toolchain.lock, which the image was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toolchain_lock: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RomInfo {
+    pub nic: String,
+    pub pci_id: String,
+    pub size: u64,
+    pub limit: u64,
+    pub headroom: i64,
+    pub sha256: String,
+    /// Whether the linked image can fetch https:// (obj_https linked).
+    #[serde(default)]
+    pub https: bool,
+}
+
+impl Manifest {
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
+        s.push('\n');
+        s
+    }
+
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
+    }
+}
+
+/// `sha256sum -c` format: `<hex> *<name>`, sorted by name, one trailing newline.
+pub fn sums_file(roms: &BTreeMap<String, Vec<u8>>) -> String {
+    roms.iter()
+        .map(|(name, bytes)| format!("{} *{name}\n", util::sha256_hex(bytes)))
+        .collect()
+}
+
+/// What became of the ROMs already in `--out` that this build did not make.
+#[derive(Debug, Default)]
+pub struct Carried {
+    /// Kept: built from the same inputs, so they belong with the new ones.
+    pub kept: Vec<String>,
+    /// Of those, the ones whose file is not there (a fresh clone has only the records).
+    pub records_only: Vec<String>,
+    /// Left out, and why: they came from other inputs.
+    pub dropped: Option<(Vec<String>, String)>,
+}
+
+impl Manifest {
+    /// What decides the bytes, besides the ROM list: equal for builds that belong together.
+    /// The image id is left out (an image rebuilt from the same lock has another id).
+    fn inputs(&self) -> serde_json::Value {
+        let mut m = self.clone();
+        m.roms.clear();
+        m.runtime.image = None;
+        serde_json::to_value(&m).expect("a manifest serializes")
+    }
+}
+
+/// Adds to a build for some NICs the other NICs' ROMs already in `out`, when they were built
+/// from the same inputs; SHA256SUMS and the manifest then stay whole.
+pub fn carry_over(
+    out: &Path,
+    roms: &mut BTreeMap<String, Vec<u8>>,
+    manifest: &mut Manifest,
+) -> Result<Carried> {
+    let mut carried = Carried::default();
+    let old_path = out.join(MANIFEST);
+    if !old_path.is_file() {
+        return Ok(carried);
+    }
+    let old = Manifest::load(&old_path)?;
+    let others: Vec<String> = old
+        .roms
+        .keys()
+        .filter(|k| !manifest.roms.contains_key(*k))
+        .cloned()
+        .collect();
+    if others.is_empty() {
+        return Ok(carried);
+    }
+    if old.inputs() != manifest.inputs() {
+        carried.dropped = Some((
+            others,
+            "they were built from other inputs (source, profile, patches or toolchain)".into(),
+        ));
+        return Ok(carried);
+    }
+    for name in others {
+        let info = old.roms[&name].clone();
+        match fs::read(out.join(&name)) {
+            Ok(bytes) if util::sha256_hex(&bytes) == info.sha256 => {
+                roms.insert(name.clone(), bytes);
+            }
+            Ok(_) => bail!(
+                "{} does not match its manifest entry: delete {} and build again",
+                out.join(&name).display(),
+                out.display()
+            ),
+            Err(_) => carried.records_only.push(name.clone()),
+        }
+        manifest.roms.insert(name.clone(), info);
+        carried.kept.push(name);
+    }
+    Ok(carried)
+}
+
+/// Replaces `out` with exactly these ROMs, the manifest, and SHA256SUMS of every ROM the
+/// manifest lists.
+pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) -> Result<()> {
+    refuse_foreign_files(out)?;
+    let parent = parent_of(out);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(&parent)?;
+    for (name, bytes) in roms {
+        fs::write(staging.path().join(name), bytes)?;
+    }
+    let sums: String = manifest
+        .roms
+        .iter()
+        .map(|(name, info)| format!("{} *{name}\n", info.sha256))
+        .collect();
+    fs::write(staging.path().join(SUMS), sums)?;
+    fs::write(staging.path().join(MANIFEST), manifest.to_json())?;
+    for item in fs::read_dir(staging.path())? {
+        fs::File::open(item?.path())?.sync_all()?;
+    }
+    let staged = staging.keep();
+    let old = parent.join(format!(".old-{}", std::process::id()));
+    if out.exists() {
+        fs::rename(out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
+    }
+    if let Err(e) = fs::rename(&staged, out) {
+        let _ = fs::rename(&old, out);
+        return Err(e).with_context(|| format!("cannot move the new outputs to {}", out.display()));
+    }
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `--out` is ours to replace only if it holds nothing but what this tool writes.
+fn refuse_foreign_files(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        bail!("--out {} is a file; pass a directory", out.display());
+    }
+    let mut foreign = Vec::new();
+    for item in fs::read_dir(out)? {
+        let name = item?.file_name().to_string_lossy().into_owned();
+        let ours =
+            name == SUMS || name == MANIFEST || name.ends_with(".rom") || name.ends_with(".mrom");
+        if !ours {
+            foreign.push(name);
+        }
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        bail!(
+            "refusing to replace {}: it holds files this tool did not write ({}); pass an empty or new --out",
+            out.display(),
+            foreign.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            tool: "t".into(),
+            source: SourceInfo {
+                version: "v".into(),
+                commit: "c".into(),
+                tree_digest: "d".into(),
+                source_date_epoch: 1,
+            },
+            profile: ProfileInfo {
+                name: "p".into(),
+                sha256: "s".into(),
+                config_sha256: "c".into(),
+                inputs: vec![],
+            },
+            patches: vec![],
+            toolchain: BTreeMap::new(),
+            runtime: RuntimeInfo {
+                kind: "native".into(),
+                image: None,
+                toolchain_lock: None,
+            },
+            roms: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn sums_are_sorted_with_one_trailing_newline() {
+        let mut roms = BTreeMap::new();
+        roms.insert("b.rom".to_string(), b"b".to_vec());
+        roms.insert("a.rom".to_string(), b"a".to_vec());
+        let s = sums_file(&roms);
+        assert!(
+            s.starts_with(&format!("{} *a.rom\n", util::sha256_hex(b"a"))),
+            "{s}"
+        );
+        assert!(s.ends_with(" *b.rom\n") && !s.ends_with("\n\n"));
+    }
+
+    #[test]
+    fn replaces_outputs_whole_and_refuses_foreign_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("roms/vmware");
+        let mut roms = BTreeMap::new();
+        roms.insert("15ad07b0.rom".to_string(), vec![1, 2, 3]);
+        write(&out, &roms, &manifest()).unwrap();
+        let mut roms2 = BTreeMap::new();
+        roms2.insert("8086100f.rom".to_string(), vec![4]);
+        write(&out, &roms2, &manifest()).unwrap();
+        let mut names: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["8086100f.rom", "SHA256SUMS", "manifest.json"]);
+        let leftovers: Vec<_> = fs::read_dir(dir.path().join("roms"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+
+        fs::write(out.join("notes.txt"), "mine").unwrap();
+        let err = write(&out, &roms, &manifest()).unwrap_err().to_string();
+        assert!(
+            err.contains("holds files this tool did not write (notes.txt)"),
+            "{err}"
+        );
+        assert!(out.join("8086100f.rom").exists());
+    }
+
+    /// Every field set, maps filled in an order unlike their sorted one.
+    fn populated() -> Manifest {
+        let mut m = manifest();
+        m.profile.inputs = vec![FileDigest {
+            name: "lab-ca.pem".into(),
+            sha256: "e".repeat(64),
+        }];
+        m.patches = vec![PatchRecord {
+            name: "upstream-48c04ec047a1".into(),
+            origin:
+                "https://github.com/ipxe/ipxe/commit/48c04ec047a1a9bf49afa016528dceaa7f22bc5f.patch"
+                    .into(),
+            digest: format!("sha256:{}", "f".repeat(64)),
+            offsets: vec![Offset {
+                file: "src/net/tcp/httpcore.c".into(),
+                hunk: 1,
+                lines: -27,
+            }],
+        }];
+        for (k, v) in [
+            ("make", "GNU Make 4.3"),
+            ("gcc", "gcc 12.2.0"),
+            ("ld", "GNU ld 2.40"),
+        ] {
+            m.toolchain.insert(k.into(), v.into());
+        }
+        m.runtime = RuntimeInfo {
+            kind: "docker".into(),
+            image: Some(format!("sha256:{}", "a".repeat(64))),
+            toolchain_lock: Some(format!("sha256:{}", "b".repeat(64))),
+        };
+        for (file, nic, size) in [
+            ("8086100f.rom", "e1000", 52224),
+            ("15ad07b0.rom", "vmxnet3", 51200),
+        ] {
+            m.roms.insert(
+                file.into(),
+                RomInfo {
+                    nic: nic.into(),
+                    pci_id: file.trim_end_matches(".rom").into(),
+                    size,
+                    limit: 65536,
+                    headroom: 65536 - size as i64,
+                    sha256: "c".repeat(64),
+                    https: false,
+                },
+            );
+        }
+        m
+    }
+
+    /// The manifest's exact text, held to a committed file: a field renamed, reordered or
+    /// dropped shows as a diff there (`UPDATE_EXPECT=1` rewrites it; review the diff).
+    #[test]
+    fn manifest_matches_its_expected_text_and_round_trips() {
+        let m = populated();
+        let json = m.to_json();
+        let expected = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/expected/manifest.json");
+        if std::env::var("UPDATE_EXPECT").as_deref() == Ok("1") {
+            fs::write(&expected, &json).unwrap();
+            panic!("updated {}; review the diff and rerun", expected.display());
+        }
+        assert_eq!(json, fs::read_to_string(&expected).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("m.json"), &json).unwrap();
+        assert_eq!(Manifest::load(&dir.path().join("m.json")).unwrap(), m);
+    }
+}

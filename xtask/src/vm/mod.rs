@@ -1,0 +1,6 @@
+//! The VM side: the keys that make a vSphere VM boot the ROM, written for the tools people use,
+//! and put on a VM through the vSphere API.
+
+pub mod deployment;
+pub mod vmconfig;
+pub mod vsphere;
