@@ -355,11 +355,8 @@ fn docker_build_matches_native_bytes() {
         )
         .unwrap();
     }
-    let run = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--project")
-        .arg(project.dir.path())
-        .arg("--cache-dir")
-        .arg(project.cache())
+    let run = project
+        .command()
         .args([
             "build-rom",
             "--nic",
@@ -594,11 +591,8 @@ fn a_cut_short_toolchain_volume_is_filled_again() {
     // The volume path runs on every storage driver when forced, as here.
     let docker_build = |out: &str| {
         let out = project.path(out);
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .arg("--project")
-            .arg(project.dir.path())
-            .arg("--cache-dir")
-            .arg(project.cache())
+        project
+            .command()
             .args([
                 "build-rom",
                 "--nic",

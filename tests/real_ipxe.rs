@@ -93,14 +93,18 @@ impl Real {
         })
     }
 
-    fn xtask(&self, args: &[&str]) -> std::process::Output {
+    /// The real binary against this project and the tool's real cache.
+    fn command(&self) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
         cmd.arg("--project")
             .arg(self.project.path())
             .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args);
-        cmd.output().unwrap()
+            .arg(&self.cache);
+        cmd
+    }
+
+    fn xtask(&self, args: &[&str]) -> std::process::Output {
+        self.command().args(args).output().unwrap()
     }
 
     /// `build-rom --runtime native --out OUT` with the given NIC and profile flags.
@@ -804,13 +808,11 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
     assert_ne!(marked, text);
     fs::write(&dockerfile, marked).unwrap();
     let out = real.out("locked");
+    let xtask = real.command();
     let build = std::process::Command::new("unshare")
         .args(["--net", "--"])
-        .arg(env!("CARGO_BIN_EXE_xtask"))
-        .arg("--project")
-        .arg(real.project.path())
-        .arg("--cache-dir")
-        .arg(&real.cache)
+        .arg(xtask.get_program())
+        .args(xtask.get_args())
         .args([
             "build-rom",
             "--nic",

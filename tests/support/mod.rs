@@ -144,16 +144,20 @@ impl Project {
         fs::write(self.path("configs/ipxe.toml"), pin).unwrap();
     }
 
-    /// Runs the real binary against this project and its own cache.
-    pub fn xtask(&self, args: &[&str]) -> Output {
+    /// The real binary against this project and its own cache, for more arguments and env.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
         cmd.arg("--project")
             .arg(self.dir.path())
             .arg("--cache-dir")
             .arg(self.cache())
-            .args(args);
-        cmd.env_remove("VSPHERE_IPXE_ROM_BASE_IMAGE");
-        cmd.output().unwrap()
+            .env_remove("VSPHERE_IPXE_ROM_BASE_IMAGE");
+        cmd
+    }
+
+    /// Runs the real binary against this project and its own cache.
+    pub fn xtask(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
     }
 
     /// Imports the fake source so a test can go straight to building.
@@ -200,30 +204,19 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
+    /// Serves `body` for any path; `url` names an archive on it.
     pub fn serve(body: Vec<u8>) -> HttpServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/ipxe.tar.gz", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf);
-                counter.fetch_add(1, Ordering::SeqCst);
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes());
-                let _ = s.write_all(&body);
-            }
-        });
-        HttpServer { url, hits }
+        let mut server = HttpServer::route(move |_| Some(body.clone()));
+        server.url.push_str("/ipxe.tar.gz");
+        server
     }
 
     /// Serves each path's body, and 404 for any other path.
     pub fn serve_map(files: std::collections::BTreeMap<String, Vec<u8>>) -> HttpServer {
+        HttpServer::route(move |path| files.get(path).cloned())
+    }
+
+    fn route(answer: impl Fn(&str) -> Option<Vec<u8>> + Send + 'static) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let hits = Arc::new(AtomicUsize::new(0));
@@ -236,8 +229,8 @@ impl HttpServer {
                 counter.fetch_add(1, Ordering::SeqCst);
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
-                let (status, body) = match files.get(&path) {
-                    Some(b) => ("200 OK", b.clone()),
+                let (status, body) = match answer(&path) {
+                    Some(b) => ("200 OK", b),
                     None => ("404 Not Found", b"not found\n".to_vec()),
                 };
                 let head = format!(

@@ -356,7 +356,7 @@ pub fn lock_from(base: &str, uris: &str, index: &str, snapshot: &str) -> Result<
             .split_once("/pool/")
             .with_context(|| format!("{url} is not a pool path"))?;
         mirror = root.to_string();
-        let pool = format!("pool/{}", percent_decode(rest));
+        let pool = format!("pool/{}", util::percent_decode(rest));
         let s = stanzas
             .get(&pool)
             .with_context(|| format!("{pool} is not in the Packages index"))?;
@@ -408,27 +408,6 @@ fn snapshot_stamp(date: &str) -> Result<String> {
         day,
         time.replace(':', "")
     ))
-}
-
-fn percent_decode(s: &str) -> String {
-    let mut out = Vec::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What changed against the old lock, one line each, saying whether the ROM bytes change.

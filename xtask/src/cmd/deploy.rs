@@ -11,7 +11,7 @@ use xtask::{
     vm::vsphere::{self, Credentials, Endpoint, Secret, Session},
 };
 
-use crate::Ctx;
+use crate::{cmd::vmx::NetworkArgs, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,19 +33,8 @@ pub struct Args {
     /// Deploy this ROM file instead (its manifest.json beside it, if any, is read)
     #[arg(long, value_name = "FILE")]
     rom: Option<PathBuf>,
-    /// Static address with prefix length, e.g. 10.0.0.11/24
-    #[arg(long)]
-    ip: String,
-    #[arg(long)]
-    gateway: String,
-    #[arg(long)]
-    dns: String,
-    /// The iPXE script (or image) to chainload
-    #[arg(long)]
-    chain: String,
-    /// Commands iPXE runs after reading guestinfo
-    #[arg(long, default_value = vmconfig::DEFAULT_SCRIPTLET)]
-    scriptlet: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// Power the VM on afterwards if it is off
     #[arg(long)]
     power_on: bool,
@@ -79,11 +68,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         datastore: args.datastore.clone(),
         nic,
         ethernet: args.ethernet,
-        ip: args.ip.clone(),
-        gateway: args.gateway.clone(),
-        dns: args.dns.clone(),
-        chain: args.chain.clone(),
-        scriptlet: Some(args.scriptlet.clone()),
+        ip: args.network.ip.clone(),
+        gateway: args.network.gateway.clone(),
+        dns: args.network.dns.clone(),
+        chain: args.network.chain.clone(),
+        scriptlet: Some(args.network.scriptlet.clone()),
         set_bios: args.set_bios_firmware,
     };
     // Bad addresses, URLs and ROMs are refused before any connection.

@@ -19,19 +19,8 @@ pub struct Args {
     /// The ROM's path on the datastore, e.g. /vmfs/volumes/datastore1/15ad07b0.rom
     #[arg(long)]
     rom_path: String,
-    /// Static address with prefix length, e.g. 10.0.0.11/24
-    #[arg(long)]
-    ip: String,
-    #[arg(long)]
-    gateway: String,
-    #[arg(long)]
-    dns: String,
-    /// The iPXE script (or image) to chainload, http://
-    #[arg(long)]
-    chain: String,
-    /// Commands iPXE runs after reading guestinfo
-    #[arg(long, default_value = vmconfig::DEFAULT_SCRIPTLET)]
-    scriptlet: String,
+    #[command(flatten)]
+    network: NetworkArgs,
     /// The local ROM file: checked against the NIC and its limit, and sets opromsize
     #[arg(long)]
     rom: Option<PathBuf>,
@@ -40,6 +29,25 @@ pub struct Args {
     /// VM name for govc and PowerCLI [default: govc reads GOVC_VM, PowerCLI $VMName]
     #[arg(long)]
     vm: Option<String>,
+}
+
+/// What the ROM reads from guestinfo: the static address and the script to chain. `deploy`
+/// takes the same flags.
+#[derive(clap::Args)]
+pub struct NetworkArgs {
+    /// Static address with prefix length, e.g. 10.0.0.11/24
+    #[arg(long)]
+    pub ip: String,
+    #[arg(long)]
+    pub gateway: String,
+    #[arg(long)]
+    pub dns: String,
+    /// The iPXE script (or image) to chainload, http:// (https:// for a ROM with HTTPS)
+    #[arg(long)]
+    pub chain: String,
+    /// Commands iPXE runs after reading guestinfo
+    #[arg(long, default_value = vmconfig::DEFAULT_SCRIPTLET)]
+    pub scriptlet: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -55,11 +63,11 @@ pub fn run(args: Args) -> Result<()> {
         nic,
         ethernet: args.ethernet,
         rom_path: args.rom_path,
-        ip: args.ip,
-        gateway: args.gateway,
-        dns: args.dns,
-        chain: args.chain,
-        scriptlet: Some(args.scriptlet),
+        ip: args.network.ip,
+        gateway: args.network.gateway,
+        dns: args.network.dns,
+        chain: args.network.chain,
+        scriptlet: Some(args.network.scriptlet),
         rom,
         rom_has_https,
     };

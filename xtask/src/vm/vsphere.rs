@@ -579,8 +579,8 @@ pub fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>)> 
     let path = if path.is_empty() { "/sdk" } else { path };
     let (user, password) = match auth.map(|a| a.split_once(':').unwrap_or((a, ""))) {
         Some((u, p)) => (
-            Some(percent_decode(u)),
-            (!p.is_empty()).then(|| Secret::new(percent_decode(p))),
+            Some(crate::util::percent_decode(u)),
+            (!p.is_empty()).then(|| Secret::new(crate::util::percent_decode(p))),
         ),
         None => (None, None),
     };
@@ -696,27 +696,6 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(v) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The datastore path a VMX file option takes for a file on a named datastore.
