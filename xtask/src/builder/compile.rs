@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    io::IsTerminal,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -280,15 +281,13 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
         }
     };
     let shown = format!("{command}");
-    let spinner = indicatif::ProgressBar::new_spinner();
-    spinner.set_message(format!(
-        "building {} ({})",
-        job.targets.join(" "),
-        runtime.name()
-    ));
-    spinner.enable_steady_tick(Duration::from_millis(200));
-    let output = command.quiet().ignore_status().output();
-    spinner.finish_and_clear();
+    // A person at a terminal sees objects compiled and time elapsed; logs stay short.
+    let output = if std::io::stderr().is_terminal() {
+        let label = format!("{} ({})", job.targets.join(" "), runtime.name());
+        with_progress(command.into(), &label, fresh_estimate(&src))
+    } else {
+        command.quiet().ignore_status().output().map_err(Into::into)
+    };
     let output = output.with_context(|| format!("cannot run {shown}"))?;
     let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
     log.push_str(&String::from_utf8_lossy(&output.stderr));
@@ -328,6 +327,101 @@ fn container_user(sh: &Shell, tree: &Path) -> Result<String> {
         cmd!(sh, "chown -R 0:0 {tree}").quiet().run()?;
     }
     Ok(format!("{uid}:{gid}"))
+}
+
+/// About how many objects a build tree that has never been built compiles: its C and assembly
+/// sources outside the host tools. None for a tree built before (only changes recompile).
+fn fresh_estimate(src: &Path) -> Option<usize> {
+    if src.join("bin/blib.a").exists() {
+        return None;
+    }
+    let mut n = 0;
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() && e.file_name() != "util" {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "c" || x == "S") {
+                n += 1;
+            }
+        }
+    }
+    Some(n)
+}
+
+/// Runs make, counting the objects it compiles (iPXE prints `[BUILD] <object>` for each) on one
+/// line that shows the elapsed time too.
+fn with_progress(
+    mut cmd: std::process::Command,
+    label: &str,
+    estimate: Option<usize>,
+) -> Result<std::process::Output> {
+    use std::{
+        io::{BufRead, BufReader, Read},
+        process::Stdio,
+        sync::{
+            atomic::{AtomicUsize, Ordering},
+            Arc,
+        },
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let built = Arc::new(AtomicUsize::new(0));
+    let deps = Arc::new(AtomicUsize::new(0));
+    let (count, dep_count) = (built.clone(), deps.clone());
+    let out = child.stdout.take().context("no make stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+            if line.windows(7).any(|w| w == b"[BUILD]") {
+                count.fetch_add(1, Ordering::Relaxed);
+            } else if line.windows(6).any(|w| w == b"[DEPS]") {
+                dep_count.fetch_add(1, Ordering::Relaxed);
+            }
+            all.extend_from_slice(&line);
+            all.push(b'\n');
+        }
+        all
+    });
+    let mut err = child.stderr.take().context("no make stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = err.read_to_end(&mut all);
+        all
+    });
+    let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new_spinner();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let (n, d) = (built.load(Ordering::Relaxed), deps.load(Ordering::Relaxed));
+        let of = match estimate {
+            Some(t) if t >= n => format!(" of about {t}"),
+            _ => String::new(),
+        };
+        let what = if n == 0 && d > 0 {
+            format!("{d} dependency files read")
+        } else {
+            format!("{n}{of} objects compiled")
+        };
+        bar.set_message(format!(
+            "building {label}: {what}, {} s",
+            started.elapsed().as_secs()
+        ));
+        bar.tick();
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    bar.finish_and_clear();
+    Ok(std::process::Output {
+        status,
+        stdout: reader.join().unwrap_or_default(),
+        stderr: errors.join().unwrap_or_default(),
+    })
 }
 
 /// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain

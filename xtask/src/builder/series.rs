@@ -68,7 +68,8 @@ pub fn load(project: &Project) -> Result<Vec<Entry>> {
                         path.display()
                     );
                 }
-                if !d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64) {
+                let hex = d.strip_prefix("sha256:").unwrap_or_default();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     bail!(
                         "{}: patch {n}: digest must be sha256:<64 hex digits>",
                         path.display()
