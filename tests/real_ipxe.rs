@@ -649,11 +649,20 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
 #[test]
 fn an_incremental_build_matches_a_from_scratch_rebuild() {
     let Some(real) = Real::find() else { return };
-    // A change of its own (the reboot command cut), so the output cache cannot answer and
-    // make rebuilds in the shared, long-used build tree.
+    // A change of its own, new on every run (an embedded script with a fresh comment), so the
+    // output cache cannot answer and make rebuilds in the shared, long-used build tree.
     let profile = real.project.path().join("configs/vmware.toml");
     let text = fs::read_to_string(&profile).unwrap();
-    let changed = text.replacen("\"SYNC_CMD\",", "\"SYNC_CMD\", \"REBOOT_CMD\",", 1);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    fs::write(
+        real.project.path().join("configs/incremental.ipxe"),
+        format!("#!ipxe\n# incremental test {stamp}\nautoboot\n"),
+    )
+    .unwrap();
+    let changed = format!("embed = \"incremental.ipxe\"\n{text}");
     assert_ne!(changed, text);
     fs::write(&profile, changed).unwrap();
     let out = real.out("incremental");
