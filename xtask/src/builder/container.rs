@@ -86,7 +86,10 @@ pub fn ensure_image(
         .ignore_status()
         .output()?;
         if !out.status.success() {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            eprint!(
+                "{}",
+                without_legacy_notice(&String::from_utf8_lossy(&out.stderr))
+            );
             bail!(
                 "cannot build the builder image from {}; where no registry is reachable, \
                  pass a local base image with --base-image",
@@ -102,6 +105,26 @@ pub fn ensure_image(
         usr_volume: None,
         lock: Some(lock_digest),
     })
+}
+
+/// Docker's stderr without the legacy builder's deprecation notice (its first paragraph), which
+/// it prints on every build and which says nothing about what went wrong.
+fn without_legacy_notice(stderr: &str) -> String {
+    let mut skipping = false;
+    let mut out = String::new();
+    for line in stderr.lines() {
+        if line.starts_with("DEPRECATED: The legacy builder") {
+            skipping = true;
+        } else if skipping && line.trim().is_empty() {
+            skipping = false;
+            continue;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Whether the engine serves container filesystems through fuse-overlayfs (rootless engines,
@@ -232,4 +255,16 @@ fn image_id(sh: &Shell, engine: &str, image: &str) -> Result<String> {
         );
     }
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_legacy_builder_notice_is_dropped_and_the_error_kept() {
+        let stderr = "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.\n            Install the buildx component to build images with BuildKit:\n            https://docs.docker.com/go/buildx/\n\nStep 2/8 : FROM ${BASE}\nGet \"https://registry-1.docker.io/v2/\": no such host\n";
+        assert_eq!(
+            super::without_legacy_notice(stderr),
+            "Step 2/8 : FROM ${BASE}\nGet \"https://registry-1.docker.io/v2/\": no such host\n"
+        );
+    }
 }
