@@ -78,7 +78,11 @@ impl Real {
             .args(["fetch", "--offline"])
             .output()
             .unwrap();
-        if !fetch.status.success() || !series_cached(project.path(), &cache) {
+        let project_dir = xtask::project::Project {
+            root: project.path().to_path_buf(),
+        };
+        let series = xtask::builder::series::resolve(&project_dir, &cache, &[]);
+        if !fetch.status.success() || series.is_err() {
             skip(&format!(
                 "the upstream patches of ipxe-patches/series.toml are not all in the cache {}; \
                  import each with `cargo xtask fetch --patch FILE` (FILE from git format-patch -1 <commit>) \
@@ -120,18 +124,20 @@ impl Real {
     }
 }
 
-/// Whether every upstream patch the series names is in the cache.
-fn series_cached(project: &std::path::Path, cache: &Cache) -> bool {
-    let text = fs::read_to_string(project.join("ipxe-patches/series.toml")).unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("digest = \"sha256:"))
-        .all(|hex| {
-            cache
-                .root()
-                .join("patches")
-                .join(format!("{}.patch", hex.trim_end_matches('"')))
-                .is_file()
-        })
+/// `build-rom` of every NIC in the builder container, into `out`.
+fn docker_build<'a>(base: &'a str, out: &'a std::path::Path) -> [&'a str; 9] {
+    let out = out.to_str().unwrap();
+    [
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "docker",
+        "--base-image",
+        base,
+        "--out",
+        out,
+    ]
 }
 
 fn check_all(dir: &std::path::Path) -> Manifest {
@@ -168,17 +174,7 @@ fn native_and_docker_builds_of_every_nic_are_byte_identical() {
 
     let Some(base) = base_image() else { return };
     let docker = real.out("docker");
-    ok(&real.xtask(&[
-        "build-rom",
-        "--nic",
-        "all",
-        "--runtime",
-        "docker",
-        "--base-image",
-        &base,
-        "--out",
-        docker.to_str().unwrap(),
-    ]));
+    ok(&real.xtask(&docker_build(&base, &docker)));
     check_all(&docker);
     assert_eq!(
         read_sums(&docker),
@@ -822,17 +818,7 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
         .args(["--net", "--"])
         .arg(xtask.get_program())
         .args(xtask.get_args())
-        .args([
-            "build-rom",
-            "--nic",
-            "all",
-            "--runtime",
-            "docker",
-            "--base-image",
-            &base,
-            "--out",
-        ])
-        .arg(&out)
+        .args(docker_build(&base, &out))
         .output()
         .unwrap();
     fs::write(&dockerfile, text).unwrap();

@@ -117,8 +117,16 @@ impl Manifest {
 
 /// `sha256sum -c` format: `<hex> *<name>`, sorted by name, one trailing newline.
 pub fn sums_file(roms: &BTreeMap<String, Vec<u8>>) -> String {
-    roms.iter()
-        .map(|(name, bytes)| format!("{} *{name}\n", util::sha256_hex(bytes)))
+    sums_lines(
+        roms.iter()
+            .map(|(name, bytes)| (name, util::sha256_hex(bytes))),
+    )
+}
+
+/// The same lines from names and hex digests already known, in the order given.
+fn sums_lines<'a>(entries: impl Iterator<Item = (&'a String, String)>) -> String {
+    entries
+        .map(|(name, hex)| format!("{hex} *{name}\n"))
         .collect()
 }
 
@@ -204,11 +212,7 @@ pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) 
     for (name, bytes) in roms {
         fs::write(staging.path().join(name), bytes)?;
     }
-    let sums: String = manifest
-        .roms
-        .iter()
-        .map(|(name, info)| format!("{} *{name}\n", info.sha256))
-        .collect();
+    let sums = sums_lines(manifest.roms.iter().map(|(n, i)| (n, i.sha256.clone())));
     fs::write(staging.path().join(SUMS), sums)?;
     fs::write(staging.path().join(MANIFEST), manifest.to_json())?;
     for item in fs::read_dir(staging.path())? {

@@ -679,7 +679,7 @@ fn fault_kind(e: &anyhow::Error) -> Option<&str> {
     e.downcast_ref::<Fault>().map(|f| f.kind.as_str())
 }
 
-pub fn escape(s: &str) -> String {
+fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
