@@ -27,6 +27,8 @@ const DEFAULTS: &[(&str, &str)] = &[
 struct World {
     project: Project,
     vcsim: Vcsim,
+    /// A `curl` first in PATH that logs its arguments, then runs the real one.
+    shim: tempfile::TempDir,
 }
 
 impl World {
@@ -35,7 +37,25 @@ impl World {
         let project = Project::new(&[]);
         project.import();
         ok(&project.xtask(&["build-rom", "--nic", "e1000,vmxnet3", "--runtime", "native"]));
-        Some(World { project, vcsim })
+        let shim = tempfile::tempdir().unwrap();
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join("curl"))
+            .find(|p| p.is_file())
+            .expect("curl is on PATH");
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}/argv.log\nexec {} \"$@\"\n",
+            shim.path().display(),
+            real.display()
+        );
+        let curl = shim.path().join("curl");
+        std::fs::write(&curl, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Some(World {
+            project,
+            vcsim,
+            shim,
+        })
     }
 
     /// `deploy` with govc's environment: the password only in GOVC_PASSWORD.
@@ -56,7 +76,15 @@ impl World {
             .env("GOVC_USERNAME", support::vcsim::USER)
             .env("GOVC_PASSWORD", password)
             .env("GOVC_TLS_CA_CERTS", &self.vcsim.ca)
-            .env_remove("GOVC_INSECURE");
+            .env_remove("GOVC_INSECURE")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.shim.path().display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            );
         for (flag, value) in DEFAULTS {
             if !extra.contains(flag) {
                 cmd.args([flag, value]);
@@ -68,7 +96,22 @@ impl World {
             !all.contains(password),
             "the password appeared in deploy's output:\n{all}"
         );
+        // Other users of the host can read a process's arguments: neither the password nor the
+        // session cookie may be in curl's.
+        let argv = std::fs::read_to_string(self.shim.path().join("argv.log")).unwrap_or_default();
+        assert!(
+            !argv.contains(password) && !argv.contains("vmware_soap_session"),
+            "a secret reached curl's arguments:\n{argv}"
+        );
         out
+    }
+
+    /// How many times deploy ran curl so far.
+    fn curl_runs(&self) -> usize {
+        std::fs::read_to_string(self.shim.path().join("argv.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
     }
 
     fn session(&self) -> Session {
@@ -90,30 +133,21 @@ impl World {
         std::fs::read(self.project.path(&format!("roms/vmware/{file}"))).unwrap()
     }
 
-    /// The datastore file, fetched again over the `/folder` interface.
+    /// The datastore file, fetched again over the `/folder` interface by curl on its own.
     fn datastore_file(&self, path: &str) -> Option<Vec<u8>> {
         let base = self.vcsim.url.trim_end_matches("/sdk");
-        let pem = std::fs::read(&self.vcsim.ca).unwrap();
-        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-            )
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .get(format!("{base}/folder/{path}?dcPath=DC0&dsName=LocalDS_0"))
-            .call()
+        let url = format!("{base}/folder/{path}?dcPath=DC0&dsName=LocalDS_0");
+        let body = tempfile::NamedTempFile::new().unwrap();
+        let out = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--globoff", "--cacert"])
+            .arg(&self.vcsim.ca)
+            .arg("--output")
+            .arg(body.path())
+            .args(["--write-out", "%{http_code}", &url])
+            .output()
             .unwrap();
-        (resp.status() == 200).then(|| resp.body_mut().read_to_vec().unwrap())
+        assert!(out.status.success(), "curl: {}", stderr(&out));
+        (stdout(&out) == "200").then(|| std::fs::read(body.path()).unwrap())
     }
 
     /// What `vmx --format json` prints for this ROM at the path deploy uses.
@@ -152,6 +186,12 @@ fn deploy_uploads_once_and_sets_exactly_the_keys_vmx_prints() {
     let text = stdout(&first);
     eprintln!("{text}");
     assert!(text.contains("note      the VM is powered on"), "{text}");
+    // Login, reads, upload, reconfigure, task, logout: every call went through the logging curl.
+    assert!(
+        w.curl_runs() >= 6,
+        "deploy ran curl {} times",
+        w.curl_runs()
+    );
 
     // Read back through the API: every key vmx prints, with its value.
     let want = w.vmx_json("e1000", "8086100f.rom");

@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{Context, Result};
 
+use crate::util::TempDir;
+
 pub const CACHE_ENV: &str = "VSPHERE_IPXE_ROM_CACHE";
 
 #[derive(Debug, Clone)]
@@ -56,12 +58,8 @@ impl Cache {
     }
 
     /// A scratch directory on the same file system as `area`, so it can be renamed into it.
-    pub fn scratch(&self, area: &str) -> Result<tempfile::TempDir> {
-        let dir = self.area(area)?;
-        tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&dir)
-            .context("cannot create a scratch directory")
+    pub fn scratch(&self, area: &str) -> Result<TempDir> {
+        TempDir::new_in(&self.area(area)?, ".tmp-")
     }
 
     /// Writes `area/name` whole (scratch file, then rename), so a reader never sees half of it.

@@ -10,6 +10,7 @@ pub mod boot;
 pub mod builder;
 pub mod cache;
 pub mod check;
+pub mod http;
 pub mod nic;
 pub mod output;
 pub mod project;

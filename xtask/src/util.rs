@@ -134,3 +134,95 @@ mod tests {
         );
     }
 }
+
+/// One line of progress on stderr, redrawn in place and cleared when dropped; nothing at all
+/// where stderr is not a terminal, so logs stay short.
+pub struct StatusLine {
+    terminal: bool,
+}
+
+impl StatusLine {
+    pub fn new() -> StatusLine {
+        StatusLine {
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+
+    pub fn show(&self, text: &str) {
+        if self.terminal {
+            eprint!("\r{text}\x1b[K");
+        }
+    }
+}
+
+impl Default for StatusLine {
+    fn default() -> StatusLine {
+        StatusLine::new()
+    }
+}
+
+impl Drop for StatusLine {
+    fn drop(&mut self) {
+        if self.terminal {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// A new private directory (mode 0700, a name no one else holds), removed with its contents
+/// when dropped unless kept. tempfile's job, in the few lines this tool needs of it.
+#[derive(Debug)]
+pub struct TempDir {
+    path: Option<std::path::PathBuf>,
+}
+
+impl TempDir {
+    /// In the system's temporary directory.
+    pub fn new(prefix: &str) -> Result<TempDir> {
+        TempDir::new_in(&std::env::temp_dir(), prefix)
+    }
+
+    pub fn new_in(parent: &Path, prefix: &str) -> Result<TempDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut last = None;
+        for _ in 0..100 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = parent.join(format!("{prefix}{}-{n}-{nanos:08x}", std::process::id()));
+            // create, not create_all: an existing directory of that name is someone else's.
+            match fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(TempDir { path: Some(path) }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot create a scratch directory in {}", parent.display())
+                    })
+                }
+            }
+        }
+        Err(last.expect("tried")).context("no free scratch directory name")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.path
+            .as_deref()
+            .expect("a TempDir has its path until kept")
+    }
+
+    /// The directory stays; the caller owns it now.
+    pub fn keep(mut self) -> std::path::PathBuf {
+        self.path.take().expect("a TempDir has its path until kept")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}

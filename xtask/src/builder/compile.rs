@@ -394,7 +394,7 @@ fn with_progress(
         all
     });
     let started = std::time::Instant::now();
-    let bar = indicatif::ProgressBar::new_spinner();
+    let line = crate::util::StatusLine::new();
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -409,14 +409,13 @@ fn with_progress(
         } else {
             format!("{n}{of} objects compiled")
         };
-        bar.set_message(format!(
+        line.show(&format!(
             "building {label}: {what}, {} s",
             started.elapsed().as_secs()
         ));
-        bar.tick();
         std::thread::sleep(Duration::from_millis(250));
     };
-    bar.finish_and_clear();
+    drop(line);
     Ok(std::process::Output {
         status,
         stdout: reader.join().unwrap_or_default(),

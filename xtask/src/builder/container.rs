@@ -65,7 +65,7 @@ pub fn ensure_image(
     let image = format!("vsphere-ipxe-rom-builder:{}", &util::sha256_hex(&key)[..16]);
     if image_id(sh, engine, &image).is_err() {
         toolchain::fetch(&lock, arch, cache, mirror)?;
-        let context = tempfile::tempdir()?;
+        let context = crate::util::TempDir::new("vsphere-ipxe-rom-image-")?;
         let ctx = context.path();
         std::fs::write(ctx.join("Dockerfile"), &text)?;
         toolchain::stage(&lock, arch, cache, ctx)?;

@@ -129,9 +129,8 @@ pub fn fetch(project: &Project, cache: &Cache) -> Result<Vec<(Entry, Got)>> {
             continue;
         }
         let url = e.url.clone().unwrap_or_default();
-        let text = ureq::get(&url)
-            .call()
-            .and_then(|mut r| r.body_mut().read_to_string())
+        let text = crate::http::get(&url)
+            .and_then(|b| String::from_utf8(b).context("the patch is not UTF-8 text"))
             .with_context(|| {
                 format!(
                     "cannot download {url}; without network access, make it where the ipxe \
@@ -263,7 +262,7 @@ pub enum Fits {
 
 /// Applies the patches in order to a scratch copy of `tree`; `tree` itself is not changed.
 pub fn try_on(sh: &xshell::Shell, tree: &Path, specs: &[PatchSpec]) -> Result<Vec<(String, Fits)>> {
-    let scratch = tempfile::tempdir()?;
+    let scratch = crate::util::TempDir::new("vsphere-ipxe-rom-series-")?;
     let copy = scratch.path().join("tree");
     std::fs::create_dir(&copy)?;
     let from = tree.join(".");

@@ -7,7 +7,6 @@ use std::{
     fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
@@ -146,11 +145,6 @@ pub struct Fetched {
 /// snapshot URL. A file whose hash is not the locked one never enters the cache.
 pub fn fetch(lock: &Lock, arch: &str, cache: &Cache, mirror: &str) -> Result<Fetched> {
     let mut out = Fetched::default();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_global(Some(Duration::from_secs(300)))
-        .build()
-        .into();
     for p in lock.for_arch(arch) {
         if cached(cache, &p.sha256)?.is_file() {
             out.cached += 1;
@@ -163,18 +157,7 @@ pub fn fetch(lock: &Lock, arch: &str, cache: &Cache, mirror: &str) -> Result<Fet
         let mut why = Vec::new();
         let mut got = false;
         for url in &urls {
-            let body = agent
-                .get(url)
-                .call()
-                .map_err(anyhow::Error::from)
-                .and_then(|mut r| {
-                    r.body_mut()
-                        .with_config()
-                        .limit(512 << 20)
-                        .read_to_vec()
-                        .map_err(Into::into)
-                });
-            match body {
+            match crate::http::get(url) {
                 Ok(bytes) if util::sha256_hex(&bytes) == p.sha256 => {
                     cache.put(AREA, &format!("{}.deb", p.sha256), &bytes)?;
                     out.downloaded.push(p.name.clone());

@@ -16,6 +16,7 @@ use xtask::{
     project::Project,
     source,
     source::pin::Pin,
+    util::TempDir,
 };
 
 use crate::{cmd::build_rom::RuntimeArgs, Ctx};
@@ -28,6 +29,9 @@ pub struct Args {
     /// Also time a cold Docker build against the cold native one (the image is built first, untimed)
     #[arg(long)]
     docker: bool,
+    /// Take every measure this many times and report medians (a shared host's speed drifts)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     #[command(flatten)]
     how: RuntimeArgs,
 }
@@ -40,121 +44,139 @@ struct Row {
     ok: bool,
 }
 
+/// One run of every measure, each side of a ratio taken minutes apart at most.
+struct Sample {
+    plain: Duration,
+    cold: Duration,
+    noop: Duration,
+    config: Duration,
+    first: Duration,
+    plain_one: Duration,
+    docker: Option<Duration>,
+}
+
+struct Setup<'a> {
+    sh: Shell,
+    ctx: &'a Ctx,
+    pin: Pin,
+    profile: Profile,
+    nics: Vec<&'static nic::Nic>,
+    targets: Vec<String>,
+    jobs: usize,
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let sh = Shell::new()?;
     let nics = nic::select(&args.nic)?;
-    let pin = Pin::load(&ctx.project.pin_file())?;
-    let profile = Profile::load(&ctx.project.configs(), "vmware")?;
     let jobs = args
         .how
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let targets: Vec<String> = nics.iter().map(|n| n.make_target(RomFormat::Rom)).collect();
+    let setup = Setup {
+        sh: Shell::new()?,
+        ctx,
+        pin: Pin::load(&ctx.project.pin_file())?,
+        profile: Profile::load(&ctx.project.configs(), "vmware")?,
+        targets: nics.iter().map(|n| n.make_target(RomFormat::Rom)).collect(),
+        nics,
+        jobs,
+    };
+    let mut samples = Vec::new();
+    for i in 1..=args.runs {
+        if args.runs > 1 {
+            eprintln!("run {i} of {}", args.runs);
+        }
+        let plain = plain_make(&setup, &setup.targets)?;
+        eprintln!("plain make -j{jobs}: {plain:.1?}");
+        let (cold, noop, config) = tool_builds(&setup)?;
+        eprintln!("cold build-rom: {cold:.1?}, no-op {noop:.1?}, config-only {config:.1?}");
+        let (first, plain_one) = first_run(&setup)?;
+        eprintln!("first run: {first:.1?} (plain make of one ROM: {plain_one:.1?})");
+        let docker = if args.docker {
+            let d = docker_build(&setup, &args.how.base_image)?;
+            eprintln!("cold build-rom in Docker: {d:.1?}");
+            Some(d)
+        } else {
+            None
+        };
+        samples.push(Sample {
+            plain,
+            cold,
+            noop,
+            config,
+            first,
+            plain_one,
+            docker,
+        });
+    }
+    print_table(&setup, &samples, args.runs);
+    Ok(())
+}
+
+/// Medians, and for each ratio the median of the runs' own ratios.
+fn print_table(setup: &Setup, samples: &[Sample], runs: u32) {
+    let med = |f: &dyn Fn(&Sample) -> Duration| median(samples.iter().map(f).collect());
+    let med_ratio = |f: &dyn Fn(&Sample) -> f64| {
+        let mut r: Vec<f64> = samples.iter().map(f).collect();
+        r.sort_by(f64::total_cmp);
+        r[r.len() / 2]
+    };
     let mut rows = Vec::new();
-
-    // Baseline: plain make on a fresh copy of the tree, the same config and variables.
-    let (dir, scratch) = source::scratch_cache(&pin, &ctx.cache)?;
-    let src = source::cached(&pin, &scratch).context("scratch cache has no source")?;
-    let native = Runtime::Native {
-        cross: compile::native_cross(&sh)?,
-    };
-    let tree = compile::prepare_tree(&sh, &scratch, &src, &[], "bench-plain", &native)?;
-    profile
-        .render(&profile::overridable_headers(&tree.src())?)?
-        .write(&tree.src())?;
-    let plain = time(|| make_plain(&sh, &tree, &pin, &targets, jobs))?;
-    eprintln!("plain make -j{jobs}: {plain:.1?}");
-    drop(tree);
-    drop(dir);
-
-    // The tool, cold, then unchanged, then after a config-only change: one scratch project.
-    let (dir, scratch) = source::scratch_cache(&pin, &ctx.cache)?;
-    let project = dir.path().join("project");
-    fs::create_dir_all(project.join("configs"))?;
-    fs::copy(ctx.project.pin_file(), project.join("configs/ipxe.toml"))?;
-    fs::copy(&profile.path, project.join("configs/vmware.toml"))?;
-    fs::copy(ctx.project.dockerfile(), project.join("Dockerfile"))?;
-    let bench_ctx = Ctx {
-        project: Project {
-            root: project.clone(),
-        },
-        cache: scratch,
-    };
-    let native_args = RuntimeArgs {
-        runtime: RuntimeChoice::Native,
-        base_image: None,
-        jobs: Some(jobs),
-    };
-    let req = native_args.request(&bench_ctx, "vmware", nics.clone(), false);
-    let cold = time(|| pipeline::build(&sh, &req).map(drop))?;
-    eprintln!("cold build-rom: {cold:.1?}");
+    let cold = med_ratio(&|s| ratio_of(s.cold, s.plain));
     rows.push(row(
         "cold build-rom (native)",
+        med(&|s| s.cold),
         cold,
-        ratio(cold, plain),
         "≤ 1.10 × plain make",
-        ratio_of(cold, plain) <= 1.10,
+        cold <= 1.10,
     ));
-    let noop = time(|| pipeline::build(&sh, &req).map(drop))?;
-    rows.push(row(
-        "no-op build-rom",
-        noop,
-        "".into(),
-        "≤ 0.5 s",
-        noop <= Duration::from_millis(500),
-    ));
-    let before = fs::read_to_string(project.join("configs/vmware.toml"))?;
-    // Put HTTP Digest authentication back: a config-only change no promise of the profile covers.
-    let text = before.replace(", \"HTTP_AUTH_DIGEST\"", "");
-    if text == before {
-        anyhow::bail!("the bench's config change no longer applies to configs/vmware.toml");
-    }
-    fs::write(project.join("configs/vmware.toml"), text)?;
-    let config = time(|| pipeline::build(&sh, &req).map(drop))?;
+    let noop = med(&|s| s.noop);
+    rows.push(Row {
+        what: "no-op build-rom",
+        took: noop,
+        ratio: String::new(),
+        target: "≤ 0.5 s",
+        ok: noop <= Duration::from_millis(500),
+    });
+    let config = med_ratio(&|s| ratio_of(s.config, s.cold));
     rows.push(row(
         "config-only rebuild",
+        med(&|s| s.config),
         config,
-        ratio(config, cold),
         "≤ 0.20 × cold",
-        ratio_of(config, cold) <= 0.20,
+        config <= 0.20,
     ));
-    drop(dir);
-
-    rows.push(first_run(&sh, ctx, &pin, &profile, jobs)?);
-
-    if args.docker {
-        let (dir, scratch) = source::scratch_cache(&pin, &ctx.cache)?;
-        let docker_ctx = Ctx {
-            project: ctx.project.clone(),
-            cache: scratch,
-        };
-        let docker_args = RuntimeArgs {
-            runtime: RuntimeChoice::Docker,
-            base_image: args.how.base_image.clone(),
-            jobs: Some(jobs),
-        };
-        let req = docker_args.request(&docker_ctx, "vmware", nics.clone(), false);
-        // Image preparation is not timed: building it, and asking it once for its toolchain.
-        let runtime = pipeline::resolve_runtime(&sh, &req)?;
-        pipeline::image_toolchain(&sh, &req.cache, &runtime)?;
-        let docker = time(|| pipeline::build(&sh, &req).map(drop))?;
+    let first = med_ratio(&|s| ratio_of(s.first, s.plain_one));
+    rows.push(row(
+        "first run (clean target dir, cached source, vmxnet3)",
+        med(&|s| s.first),
+        first,
+        "≤ 1.3 × plain make of that ROM",
+        first <= 1.3,
+    ));
+    if samples.iter().all(|s| s.docker.is_some()) {
+        let docker = med_ratio(&|s| ratio_of(s.docker.unwrap_or_default(), s.cold));
         rows.push(row(
             "cold build-rom (Docker)",
+            med(&|s| s.docker.unwrap_or_default()),
             docker,
-            ratio(docker, cold),
             "≤ 1.25 × native",
-            ratio_of(docker, cold) <= 1.25,
+            docker <= 1.25,
         ));
-        drop(dir);
     }
-
     println!(
-        "Measured on {} cores, {} ({}), plain make -j{jobs} of {}: {:.1} s",
-        jobs,
-        pin.version,
-        pin.short_commit(),
-        targets.join(" "),
-        plain.as_secs_f64()
+        "Measured on {} cores, {} ({}), plain make -j{} of {}: {:.1} s; of one ROM: {:.1} s{}",
+        setup.jobs,
+        setup.pin.version,
+        setup.pin.short_commit(),
+        setup.jobs,
+        setup.targets.join(" "),
+        med(&|s| s.plain).as_secs_f64(),
+        med(&|s| s.plain_one).as_secs_f64(),
+        if runs > 1 {
+            format!(" (medians of {runs} runs)")
+        } else {
+            String::new()
+        }
     );
     println!();
     println!("| measure | time | ratio | target | met |");
@@ -169,36 +191,82 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
             if r.ok { "yes" } else { "**no**" }
         );
     }
-    Ok(())
 }
 
-/// What a person would type: make with the same variables, nothing around it.
-/// What a fresh clone pays for its first ROM: cargo builds the tool in an empty target dir, then
-/// `build-rom --nic vmxnet3` on a cached source; against plain make of that one ROM.
-fn first_run(sh: &Shell, ctx: &Ctx, pin: &Pin, profile: &Profile, jobs: usize) -> Result<Row> {
-    let nic = nic::Nic::by_name("vmxnet3")?;
-    let target = vec![nic.make_target(RomFormat::Rom)];
-    let (dir, scratch) = source::scratch_cache(pin, &ctx.cache)?;
-    let src = source::cached(pin, &scratch).context("scratch cache has no source")?;
+/// A fresh scratch cache with the verified source, and a tree rendered for the profile.
+fn rendered_tree(setup: &Setup, name: &str) -> Result<(TempDir, BuildTree)> {
+    let (dir, scratch) = source::scratch_cache(&setup.pin, &setup.ctx.cache)?;
+    let src = source::cached(&setup.pin, &scratch).context("scratch cache has no source")?;
     let native = Runtime::Native {
-        cross: compile::native_cross(sh)?,
+        cross: compile::native_cross(&setup.sh)?,
     };
-    let tree = compile::prepare_tree(sh, &scratch, &src, &[], "bench-first", &native)?;
-    profile
+    let tree = compile::prepare_tree(&setup.sh, &scratch, &src, &[], name, &native)?;
+    setup
+        .profile
         .render(&profile::overridable_headers(&tree.src())?)?
         .write(&tree.src())?;
-    let plain = time(|| make_plain(sh, &tree, pin, &target, jobs))?;
-    drop(tree);
-    drop(dir);
+    Ok((dir, tree))
+}
 
-    let (dir, scratch) = source::scratch_cache(pin, &ctx.cache)?;
+/// Baseline: plain make on a fresh copy of the tree, the same config and variables.
+fn plain_make(setup: &Setup, targets: &[String]) -> Result<Duration> {
+    let (_dir, tree) = rendered_tree(setup, "bench-plain")?;
+    time(|| make_plain(&setup.sh, &tree, &setup.pin, targets, setup.jobs))
+}
+
+/// A scratch project with the profile: the tool cold, then unchanged, then after a config-only
+/// change.
+fn scratch_project(setup: &Setup) -> Result<(TempDir, Ctx)> {
+    let (dir, scratch) = source::scratch_cache(&setup.pin, &setup.ctx.cache)?;
     let project = dir.path().join("project");
     fs::create_dir_all(project.join("configs"))?;
-    fs::copy(ctx.project.pin_file(), project.join("configs/ipxe.toml"))?;
-    fs::copy(&profile.path, project.join("configs/vmware.toml"))?;
+    fs::copy(
+        setup.ctx.project.pin_file(),
+        project.join("configs/ipxe.toml"),
+    )?;
+    fs::copy(&setup.profile.path, project.join("configs/vmware.toml"))?;
+    fs::copy(setup.ctx.project.dockerfile(), project.join("Dockerfile"))?;
+    let ctx = Ctx {
+        project: Project { root: project },
+        cache: scratch,
+    };
+    Ok((dir, ctx))
+}
+
+fn tool_builds(setup: &Setup) -> Result<(Duration, Duration, Duration)> {
+    let (_dir, bench_ctx) = scratch_project(setup)?;
+    let native_args = RuntimeArgs {
+        runtime: RuntimeChoice::Native,
+        base_image: None,
+        jobs: Some(setup.jobs),
+    };
+    let req = native_args.request(&bench_ctx, "vmware", setup.nics.clone(), false);
+    let sh = &setup.sh;
+    let cold = time(|| pipeline::build(sh, &req).map(drop))?;
+    let noop = time(|| pipeline::build(sh, &req).map(drop))?;
+    let file = bench_ctx.project.root.join("configs/vmware.toml");
+    let before = fs::read_to_string(&file)?;
+    // Put HTTP Digest authentication back: a config-only change no promise of the profile covers.
+    let text = before.replace(", \"HTTP_AUTH_DIGEST\"", "");
+    if text == before {
+        anyhow::bail!("the bench's config change no longer applies to configs/vmware.toml");
+    }
+    fs::write(&file, text)?;
+    let config = time(|| pipeline::build(sh, &req).map(drop))?;
+    Ok((cold, noop, config))
+}
+
+/// What a fresh clone pays for its first ROM: cargo builds the tool in an empty target dir, then
+/// `build-rom --nic vmxnet3` on a cached source; and plain make of that one ROM just before.
+fn first_run(setup: &Setup) -> Result<(Duration, Duration)> {
+    let nic = nic::Nic::by_name("vmxnet3")?;
+    let plain = plain_make(setup, &[nic.make_target(RomFormat::Rom)])?;
+    let (dir, bench_ctx) = scratch_project(setup)?;
+    let project = &bench_ctx.project.root;
     let target_dir = dir.path().join("target");
-    let manifest = ctx.project.root.join("Cargo.toml");
-    let cache = scratch.root();
+    let manifest = setup.ctx.project.root.join("Cargo.toml");
+    let cache = bench_ctx.cache.root();
+    let sh = &setup.sh;
     let first = time(|| {
         let _t = sh.push_env("CARGO_TARGET_DIR", &target_dir);
         cmd!(
@@ -214,17 +282,28 @@ fn first_run(sh: &Shell, ctx: &Ctx, pin: &Pin, profile: &Profile, jobs: usize) -
             .run()?;
         Ok(())
     })?;
-    eprintln!("first run: {first:.1?} (plain make of one ROM: {plain:.1?})");
-    drop(dir);
-    Ok(row(
-        "first run (clean target dir, cached source, vmxnet3)",
-        first,
-        ratio(first, plain),
-        "≤ 1.3 × plain make of that ROM",
-        ratio_of(first, plain) <= 1.3,
-    ))
+    Ok((first, plain))
 }
 
+/// A cold build in the container; preparing the image is not timed.
+fn docker_build(setup: &Setup, base_image: &Option<String>) -> Result<Duration> {
+    let (_dir, scratch) = source::scratch_cache(&setup.pin, &setup.ctx.cache)?;
+    let docker_ctx = Ctx {
+        project: setup.ctx.project.clone(),
+        cache: scratch,
+    };
+    let docker_args = RuntimeArgs {
+        runtime: RuntimeChoice::Docker,
+        base_image: base_image.clone(),
+        jobs: Some(setup.jobs),
+    };
+    let req = docker_args.request(&docker_ctx, "vmware", setup.nics.clone(), false);
+    let runtime = pipeline::resolve_runtime(&setup.sh, &req)?;
+    pipeline::image_toolchain(&setup.sh, &req.cache, &runtime)?;
+    time(|| pipeline::build(&setup.sh, &req).map(drop))
+}
+
+/// What a person would type: make with the same variables, nothing around it.
 fn make_plain(
     sh: &Shell,
     tree: &BuildTree,
@@ -261,22 +340,23 @@ fn time(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn row(what: &'static str, took: Duration, ratio: String, target: &'static str, ok: bool) -> Row {
+fn row(what: &'static str, took: Duration, ratio: f64, target: &'static str, ok: bool) -> Row {
     Row {
         what,
         took,
-        ratio,
+        ratio: format!("{ratio:.2}"),
         target,
         ok,
     }
 }
 
-fn ratio_of(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
 }
 
-fn ratio(a: Duration, b: Duration) -> String {
-    format!("{:.2}", ratio_of(a, b))
+fn ratio_of(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
 fn secs(d: Duration) -> String {

@@ -16,6 +16,7 @@ use xtask::{
     check::romcheck,
     nic::{self, Nic},
     output::emit,
+    util::TempDir,
     vm::vmconfig::{self, Request},
 };
 
@@ -125,9 +126,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
     }
     let server = Server::start(args.port)?;
-    let scratch = tempfile::Builder::new()
-        .prefix("vsphere-ipxe-rom-boot-")
-        .tempdir()?;
+    let scratch = TempDir::new("vsphere-ipxe-rom-boot-")?;
     let work = args.keep.clone().unwrap_or(scratch.path().to_path_buf());
     let ours = format!("http://{}:{}/", qemu::HOST_FROM_GUEST, server.port);
     let bootfile = args

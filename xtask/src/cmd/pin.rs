@@ -30,17 +30,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let scratch = tempfile::tempdir()?;
+    let scratch = xtask::util::TempDir::new("vsphere-ipxe-rom-pin-")?;
     let archive = match (&args.archive, &args.commit) {
         (Some(a), _) => a.clone(),
         (None, Some(c)) => {
             let url = github_archive(c);
             let file = scratch.path().join("ipxe.tar.gz");
-            let mut body = ureq::get(&url)
-                .call()
-                .with_context(|| format!("cannot download {url}: pass --archive FILE instead"))?
-                .into_body();
-            std::fs::write(&file, body.read_to_vec()?)?;
+            xtask::http::download(&url, &file)
+                .with_context(|| format!("cannot download {url}: pass --archive FILE instead"))?;
             file
         }
         (None, None) => unreachable!("clap requires one"),

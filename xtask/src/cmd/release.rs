@@ -14,6 +14,7 @@ use xtask::{
     output::release::{self, Provenance},
     source::pin::Pin,
     util,
+    util::TempDir,
 };
 
 use crate::{cmd::build_rom::RuntimeArgs, cmd::verify, Ctx};
@@ -50,9 +51,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         .clone()
         .unwrap_or_else(|| ctx.project.root.join("dist"));
     fs::create_dir_all(&dist).with_context(|| format!("cannot create {}", dist.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(&dist)?;
+    let staging = TempDir::new_in(&dist, ".staging-")?;
     let dir = staging.path().join(&name);
     let pin = Pin::load(&ctx.project.pin_file())?;
     let budget = Budget::load(&ctx.project.root.join("roms/budget.toml"))?;

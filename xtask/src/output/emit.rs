@@ -206,9 +206,7 @@ pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) 
     refuse_foreign_files(out)?;
     let parent = parent_of(out);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".staging-")
-        .tempdir_in(&parent)?;
+    let staging = crate::util::TempDir::new_in(&parent, ".staging-")?;
     for (name, bytes) in roms {
         fs::write(staging.path().join(name), bytes)?;
     }

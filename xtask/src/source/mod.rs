@@ -6,14 +6,12 @@ pub mod pin;
 
 use std::{
     fs,
-    io::{self, Read, Write},
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 
-use crate::cache::Cache;
+use crate::{cache::Cache, util::TempDir};
 use digest::TreeDigest;
 use pin::Pin;
 
@@ -79,7 +77,7 @@ pub fn ensure(pin: &Pin, cache: &Cache) -> Result<(Source, Origin)> {
 /// builder images' toolchain versions (by link, both content-addressed), so nothing an earlier
 /// build left (trees, objects, outputs) can be reused. The source is
 /// digested again first: it is what a from-scratch build trusts.
-pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cache)> {
+pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(TempDir, Cache)> {
     let (src, _) = ensure(pin, cache)?;
     let now = crate::source::digest::digest_dir(&src.tree)?;
     if now != pin.tree_digest {
@@ -90,9 +88,7 @@ pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(tempfile::TempDir, Cac
             pin.tree_digest
         );
     }
-    let dir = tempfile::Builder::new()
-        .prefix("vsphere-ipxe-rom-scratch-")
-        .tempdir()?;
+    let dir = TempDir::new("vsphere-ipxe-rom-scratch-")?;
     let fresh = Cache::at(dir.path().join("cache"));
     fresh.area("source")?;
     std::os::unix::fs::symlink(&src.tree, tree_dir(&fresh, &pin.tree_digest))
@@ -184,48 +180,7 @@ fn install(pin: &Pin, cache: &Cache, archive: &Path) -> Result<Source> {
     })
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 fn download(url: &str, dest: &Path) -> Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_resolve(Some(CONNECT_TIMEOUT))
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_recv_response(Some(STALL_TIMEOUT))
-        .timeout_recv_body(Some(Duration::from_secs(600)))
-        .build()
-        .into();
-    let response = agent.get(url).call()?;
-    let len = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    let bar = match len {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::no_length(),
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message("downloading iPXE");
-    let mut body = response.into_body().into_reader();
-    let mut out =
-        fs::File::create(dest).with_context(|| format!("cannot write {}", dest.display()))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("the download broke off"),
-        };
-        out.write_all(&buf[..n])?;
-        bar.inc(n as u64);
-    }
-    bar.finish_and_clear();
-    out.sync_all()?;
-    Ok(())
+    eprintln!("downloading {url}");
+    crate::http::download(url, dest)
 }

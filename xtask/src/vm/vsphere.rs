@@ -4,10 +4,12 @@
 //! Connection settings follow govc: `GOVC_URL`, `GOVC_USERNAME`, `GOVC_PASSWORD`,
 //! `GOVC_INSECURE`, `GOVC_TLS_CA_CERTS`. The password lives in [`Secret`], which never prints.
 
-use std::{cell::RefCell, collections::BTreeMap, fmt, sync::Arc, thread, time::Duration};
+use std::{cell::RefCell, collections::BTreeMap, fmt, thread, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use roxmltree::{Document, Node};
+
+use crate::http::{self, Body, Request};
 
 const VIM25: &str = "urn:vim25";
 /// The API version we speak; later servers accept it.
@@ -90,7 +92,7 @@ const NIC_TYPES: &[&str] = &[
 
 /// A logged-in session. Dropping it does not log out; call [`Session::logout`].
 pub struct Session {
-    agent: ureq::Agent,
+    client: http::Client,
     url: String,
     /// `vmware_soap_session=...`, set by the first reply that carries it.
     cookie: RefCell<String>,
@@ -123,9 +125,15 @@ impl std::error::Error for Fault {}
 impl Session {
     /// Connects and logs in.
     pub fn login(endpoint: &Endpoint, creds: &Credentials) -> Result<Session> {
-        let agent = agent(endpoint)?;
+        let client = http::Client::new(
+            http::Trust {
+                ca_file: endpoint.ca_file.clone(),
+                insecure: endpoint.insecure,
+            },
+            Duration::from_secs(120),
+        )?;
         let mut session = Session {
-            agent,
+            client,
             url: endpoint.url.clone(),
             cookie: RefCell::new(String::new()),
             content: ServiceContent {
@@ -323,30 +331,44 @@ impl Session {
     /// A file on a datastore, or None where there is none.
     pub fn download(&self, ds: &Datastore, path: &str) -> Result<Option<Vec<u8>>> {
         let url = folder_url(&self.url, ds, path);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Cookie", self.cookie.borrow().as_str())
-            .call()
+        let cookie = self.cookie.borrow().clone();
+        let resp = self
+            .client
+            .send(&Request {
+                method: "GET",
+                url: &url,
+                headers: vec![("Cookie", &cookie)],
+                body: Body::None,
+            })
             .with_context(|| format!("cannot read [{}] {path}", ds.name))?;
-        match resp.status().as_u16() {
-            200 => Ok(Some(resp.body_mut().read_to_vec()?)),
+        match resp.status {
+            200 => Ok(Some(resp.body)),
             404 => Ok(None),
             s => bail!("reading [{}] {path} answered HTTP {s}", ds.name),
         }
     }
 
-    /// Writes a file to a datastore over the `/folder` HTTP interface.
+    /// Writes a file to a datastore over the `/folder` HTTP interface. The bytes go through a
+    /// private copy, so what is uploaded is exactly what was hashed.
     pub fn upload(&self, ds: &Datastore, path: &str, bytes: &[u8]) -> Result<()> {
         let url = folder_url(&self.url, ds, path);
+        let dir = crate::util::TempDir::new("vsphere-ipxe-rom-upload-")?;
+        let copy = dir.path().join("rom");
+        std::fs::write(&copy, bytes)?;
+        let cookie = self.cookie.borrow().clone();
         let resp = self
-            .agent
-            .put(&url)
-            .header("Cookie", self.cookie.borrow().as_str())
-            .header("Content-Type", "application/octet-stream")
-            .send(bytes)
+            .client
+            .send(&Request {
+                method: "PUT",
+                url: &url,
+                headers: vec![
+                    ("Cookie", &cookie),
+                    ("Content-Type", "application/octet-stream"),
+                ],
+                body: Body::File(&copy),
+            })
             .with_context(|| format!("cannot upload to [{}] {path}", ds.name))?;
-        match resp.status().as_u16() {
+        match resp.status {
             200 | 201 | 204 => Ok(()),
             s => bail!(
                 "uploading to [{}] {path} answered HTTP {s}: the user needs Datastore.FileManagement there",
@@ -423,27 +445,28 @@ impl Session {
             escape(&this.kind),
             escape(&this.value)
         );
-        let mut req = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", SOAP_ACTION);
         let cookie = self.cookie.borrow().clone();
+        let mut headers = vec![
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("SOAPAction", SOAP_ACTION),
+        ];
         if !cookie.is_empty() {
-            req = req.header("Cookie", &cookie);
+            headers.push(("Cookie", &cookie));
         }
-        let mut resp = req.send(envelope.as_bytes())?;
-        let status = resp.status().as_u16();
+        let resp = self.client.send(&Request {
+            method: "POST",
+            url: &self.url,
+            headers,
+            body: Body::Text(&envelope),
+        })?;
+        let status = resp.status;
         if let Some(c) = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+            .header_values("set-cookie")
             .find(|v| v.starts_with("vmware_soap_session="))
         {
             *self.cookie.borrow_mut() = c.split(';').next().unwrap_or_default().to_string();
         }
-        let text = resp.body_mut().read_to_string()?;
+        let text = resp.text()?;
         if status == 200 {
             return Ok(text);
         }
@@ -532,31 +555,6 @@ fn option_values(val: Node) -> Result<BTreeMap<String, String>> {
             ))
         })
         .collect())
-}
-
-fn agent(endpoint: &Endpoint) -> Result<ureq::Agent> {
-    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
-    let mut tls = TlsConfig::builder().disable_verification(endpoint.insecure);
-    if let Some(path) = &endpoint.ca_file {
-        let pem = std::fs::read(path)
-            .with_context(|| format!("cannot read --ca-file {}", path.display()))?;
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            bail!("--ca-file {} holds no PEM certificate", path.display());
-        }
-        tls = tls.root_certs(RootCerts::Specific(Arc::new(certs)));
-    }
-    Ok(ureq::Agent::config_builder()
-        .tls_config(tls.build())
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into())
 }
 
 /// `https://host/sdk` from what govc accepts: `host`, `https://host`, `https://user:pw@host/sdk`.
