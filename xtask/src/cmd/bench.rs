@@ -12,6 +12,7 @@ use xtask::{
     builder::compile::{self, BuildTree, MakeJob, Runtime},
     builder::pipeline::{self, RuntimeChoice},
     builder::profile::{self, Profile},
+    builder::series,
     nic::{self, RomFormat},
     project::Project,
     source,
@@ -193,14 +194,21 @@ fn print_table(setup: &Setup, samples: &[Sample], runs: u32) {
     }
 }
 
-/// A fresh scratch cache with the verified source, and a tree rendered for the profile.
+/// A fresh scratch cache with the verified source, and a tree patched and rendered for the
+/// profile.
 fn rendered_tree(setup: &Setup, name: &str) -> Result<(TempDir, BuildTree)> {
     let (dir, scratch) = source::scratch_cache(&setup.pin, &setup.ctx.cache)?;
     let src = source::cached(&setup.pin, &scratch).context("scratch cache has no source")?;
     let native = Runtime::Native {
         cross: compile::native_cross(&setup.sh)?,
     };
-    let tree = compile::prepare_tree(&setup.sh, &scratch, &src, &[], name, &native)?;
+    // The same patched tree the tool builds; plain make is then all that differs.
+    let patches: Vec<_> =
+        series::resolve(&setup.ctx.project, &scratch, &setup.profile.file.patches)?
+            .into_iter()
+            .map(|(spec, _)| spec)
+            .collect();
+    let tree = compile::prepare_tree(&setup.sh, &scratch, &src, &patches, name, &native)?;
     setup
         .profile
         .render(&profile::overridable_headers(&tree.src())?)?
@@ -226,6 +234,18 @@ fn scratch_project(setup: &Setup) -> Result<(TempDir, Ctx)> {
     )?;
     fs::copy(&setup.profile.path, project.join("configs/vmware.toml"))?;
     fs::copy(setup.ctx.project.dockerfile(), project.join("Dockerfile"))?;
+    // The patch series too, so the tool builds what it builds for a user.
+    let patches = setup.ctx.project.patches();
+    if patches.is_dir() {
+        let to = project.join("ipxe-patches");
+        fs::create_dir_all(&to)?;
+        for e in fs::read_dir(&patches)? {
+            let e = e?;
+            if e.file_type()?.is_file() {
+                fs::copy(e.path(), to.join(e.file_name()))?;
+            }
+        }
+    }
     let ctx = Ctx {
         project: Project { root: project },
         cache: scratch,
