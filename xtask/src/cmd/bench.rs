@@ -45,6 +45,47 @@ struct Row {
     ok: bool,
 }
 
+/// A speed goal: one measure against another, within a ratio.
+struct Goal {
+    what: &'static str,
+    took: fn(&Sample) -> Duration,
+    against: fn(&Sample) -> Duration,
+    limit: f64,
+    target: &'static str,
+}
+
+const GOALS: [Goal; 3] = [
+    Goal {
+        what: "cold build-rom (native)",
+        took: |s| s.cold,
+        against: |s| s.plain,
+        limit: 1.10,
+        target: "≤ 1.10 × plain make",
+    },
+    Goal {
+        what: "config-only rebuild",
+        took: |s| s.config,
+        against: |s| s.cold,
+        limit: 0.20,
+        target: "≤ 0.20 × cold",
+    },
+    Goal {
+        what: "first run (clean target dir, cached source, vmxnet3)",
+        took: |s| s.first,
+        against: |s| s.plain_one,
+        limit: 1.3,
+        target: "≤ 1.3 × plain make of that ROM",
+    },
+];
+
+const DOCKER: Goal = Goal {
+    what: "cold build-rom (Docker)",
+    took: |s| s.docker.unwrap_or_default(),
+    against: |s| s.cold,
+    limit: 1.25,
+    target: "≤ 1.25 × native",
+};
+
 /// One run of every measure, each side of a ratio taken minutes apart at most.
 struct Sample {
     plain: Duration,
@@ -121,15 +162,11 @@ fn print_table(setup: &Setup, samples: &[Sample], runs: u32) {
         r.sort_by(f64::total_cmp);
         r[r.len() / 2]
     };
-    let mut rows = Vec::new();
-    let cold = med_ratio(&|s| ratio_of(s.cold, s.plain));
-    rows.push(row(
-        "cold build-rom (native)",
-        med(&|s| s.cold),
-        cold,
-        "≤ 1.10 × plain make",
-        cold <= 1.10,
-    ));
+    let goal = |g: &Goal| {
+        let ratio = med_ratio(&|s| ratio_of((g.took)(s), (g.against)(s)));
+        row(g.what, med(&g.took), ratio, g.target, ratio <= g.limit)
+    };
+    let mut rows = vec![goal(&GOALS[0])];
     let noop = med(&|s| s.noop);
     rows.push(Row {
         what: "no-op build-rom",
@@ -138,31 +175,9 @@ fn print_table(setup: &Setup, samples: &[Sample], runs: u32) {
         target: "≤ 0.5 s",
         ok: noop <= Duration::from_millis(500),
     });
-    let config = med_ratio(&|s| ratio_of(s.config, s.cold));
-    rows.push(row(
-        "config-only rebuild",
-        med(&|s| s.config),
-        config,
-        "≤ 0.20 × cold",
-        config <= 0.20,
-    ));
-    let first = med_ratio(&|s| ratio_of(s.first, s.plain_one));
-    rows.push(row(
-        "first run (clean target dir, cached source, vmxnet3)",
-        med(&|s| s.first),
-        first,
-        "≤ 1.3 × plain make of that ROM",
-        first <= 1.3,
-    ));
+    rows.extend(GOALS[1..].iter().map(goal));
     if samples.iter().all(|s| s.docker.is_some()) {
-        let docker = med_ratio(&|s| ratio_of(s.docker.unwrap_or_default(), s.cold));
-        rows.push(row(
-            "cold build-rom (Docker)",
-            med(&|s| s.docker.unwrap_or_default()),
-            docker,
-            "≤ 1.25 × native",
-            docker <= 1.25,
-        ));
+        rows.push(goal(&DOCKER));
     }
     println!(
         "Measured on {} cores, {} ({}), plain make -j{} of {}: {:.1} s; of one ROM: {:.1} s{}",
