@@ -89,12 +89,7 @@ impl Client {
             .output()
             .map_err(no_curl)?;
         if !out.status.success() {
-            bail!(
-                "{} {}: {}",
-                req.method,
-                req.url,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("{} {}: {}", req.method, req.url, curl_error(&out.stderr));
         }
         parse(&out.stdout).with_context(|| format!("{} {}", req.method, req.url))
     }
@@ -113,7 +108,7 @@ pub fn get(url: &str) -> Result<Vec<u8>> {
     .output()
     .map_err(no_curl)?;
     if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!("{}", curl_error(&out.stderr));
     }
     Ok(out.stdout)
 }
@@ -141,13 +136,24 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
     } else {
         let out = c.ignore_status().output().map_err(no_curl)?;
         if !out.status.success() {
-            bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!("{}", curl_error(&out.stderr));
         }
     }
     if !dest.is_file() {
         bail!("curl wrote no {}", dest.display());
     }
     Ok(())
+}
+
+/// curl's error line (`curl: (60) SSL certificate problem: ...`), without the paragraph of
+/// advice it adds for some errors: ours names the fix.
+fn curl_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("curl failed without a message")
+        .trim()
+        .to_string()
 }
 
 fn no_curl(e: xshell::Error) -> anyhow::Error {
@@ -280,6 +286,17 @@ mod tests {
             ["vmware_soap_session=abc; Path=/"]
         );
         assert_eq!(r.body, b"<fault/>");
+    }
+
+    #[test]
+    fn curls_error_line_without_its_advice() {
+        let stderr = b"curl: (60) SSL certificate problem: self-signed certificate\n\
+                       More details here: https://curl.se/docs/sslcerts.html\n\ncurl failed to verify\n";
+        assert_eq!(
+            curl_error(stderr),
+            "curl: (60) SSL certificate problem: self-signed certificate"
+        );
+        assert_eq!(curl_error(b"\n"), "curl failed without a message");
     }
 
     #[test]
