@@ -27,7 +27,8 @@ const DEFAULTS: &[(&str, &str)] = &[
 struct World {
     project: Project,
     vcsim: Vcsim,
-    /// A `curl` first in PATH that logs its arguments, then runs the real one.
+    /// A `curl` first in PATH that logs its arguments, then runs the real one; also HOME, with
+    /// a `.curlrc` that would break any curl that reads it.
     shim: tempfile::TempDir,
 }
 
@@ -49,6 +50,7 @@ impl World {
         );
         let curl = shim.path().join("curl");
         std::fs::write(&curl, script).unwrap();
+        std::fs::write(shim.path().join(".curlrc"), "output = /dev/null\nfail\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
         Some(World {
@@ -77,6 +79,7 @@ impl World {
             .env("GOVC_PASSWORD", password)
             .env("GOVC_TLS_CA_CERTS", &self.vcsim.ca)
             .env_remove("GOVC_INSECURE")
+            .env("HOME", self.shim.path())
             .env(
                 "PATH",
                 format!(
@@ -139,7 +142,13 @@ impl World {
         let url = format!("{base}/folder/{path}?dcPath=DC0&dsName=LocalDS_0");
         let body = tempfile::NamedTempFile::new().unwrap();
         let out = std::process::Command::new("curl")
-            .args(["--silent", "--show-error", "--globoff", "--cacert"])
+            .args([
+                "--disable",
+                "--silent",
+                "--show-error",
+                "--globoff",
+                "--cacert",
+            ])
             .arg(&self.vcsim.ca)
             .arg("--output")
             .arg(body.path())

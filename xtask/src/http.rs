@@ -3,7 +3,8 @@
 //! stack of its own: rustls and ring were a third of a fresh clone's first `cargo xtask`.
 //!
 //! A request travels to curl as its config on stdin (`--config -`), so a password in a body or a
-//! session cookie in a header never appears in a process's arguments.
+//! session cookie in a header never appears in a process's arguments. `--disable` (first, as
+//! curl requires) keeps a user's `~/.curlrc` out of it.
 
 use std::{
     io::IsTerminal,
@@ -82,12 +83,15 @@ impl Client {
     pub fn send(&self, req: &Request) -> Result<Response> {
         let config = config(req, &self.trust, self.timeout);
         let sh = Shell::new()?;
-        let out = cmd!(sh, "curl --config - --silent --show-error --include")
-            .quiet()
-            .ignore_status()
-            .stdin(config)
-            .output()
-            .map_err(no_curl)?;
+        let out = cmd!(
+            sh,
+            "curl --disable --config - --silent --show-error --include"
+        )
+        .quiet()
+        .ignore_status()
+        .stdin(config)
+        .output()
+        .map_err(no_curl)?;
         if !out.status.success() {
             bail!("{} {}: {}", req.method, req.url, curl_error(&out.stderr));
         }
@@ -100,7 +104,7 @@ pub fn get(url: &str) -> Result<Vec<u8>> {
     let sh = Shell::new()?;
     let out = cmd!(
         sh,
-        "curl --fail --location --silent --show-error --globoff --proto =http,https
+        "curl --disable --fail --location --silent --show-error --globoff --proto =http,https
               --connect-timeout {CONNECT_TIMEOUT} --speed-limit 1 --speed-time {STALL_SECONDS} {url}"
     )
     .quiet()
@@ -124,7 +128,7 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
     };
     let c = cmd!(
         sh,
-        "curl --fail --location {progress} --show-error --globoff --proto =http,https
+        "curl --disable --fail --location {progress} --show-error --globoff --proto =http,https
               --connect-timeout {CONNECT_TIMEOUT} --speed-limit 1 --speed-time {STALL_SECONDS}
               --output {dest} {url}"
     )
