@@ -330,52 +330,12 @@ fn docker_build_matches_native_bytes() {
         ],
     ));
     // A docker shim records every call, then hands it to the real client.
-    let shim = tempfile::tempdir().unwrap();
-    let real = stdout(
-        &Command::new("sh")
-            .args(["-c", "command -v docker"])
-            .output()
-            .unwrap(),
-    );
-    let log = shim.path().join("calls");
-    fs::write(
-        shim.path().join("docker"),
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\nexec {} \"$@\"\n",
-            log.display(),
-            real.trim()
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(
-            shim.path().join("docker"),
-            fs::Permissions::from_mode(0o755),
-        )
-        .unwrap();
-    }
+    let shim = Shim::new("docker");
+    let out = project.path("docker");
     let run = project
         .command()
-        .args([
-            "build-rom",
-            "--nic",
-            "all",
-            "--runtime",
-            "docker",
-            "--base-image",
-            &base,
-        ])
-        .arg("--out")
-        .arg(project.path("docker"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                shim.path().display(),
-                std::env::var("PATH").unwrap()
-            ),
-        )
+        .args(docker_build_args(&base, &out))
+        .env("PATH", shim.path_env())
         .output()
         .unwrap();
     ok(&run);
@@ -390,7 +350,7 @@ fn docker_build_matches_native_bytes() {
             .trim()
             .to_string()
     };
-    let calls = fs::read_to_string(&log).unwrap();
+    let calls = shim.calls();
     let make = calls
         .lines()
         .find(|l| l.starts_with("run ") && l.contains(" make "))

@@ -27,9 +27,9 @@ const DEFAULTS: &[(&str, &str)] = &[
 struct World {
     project: Project,
     vcsim: Vcsim,
-    /// A `curl` first in PATH that logs its arguments, then runs the real one; also HOME, with
-    /// a `.curlrc` that would break any curl that reads it.
-    shim: tempfile::TempDir,
+    /// A `curl` first in PATH that logs its arguments; its folder is also HOME, with a
+    /// `.curlrc` that would break any curl that reads it.
+    shim: Shim,
 }
 
 impl World {
@@ -38,21 +38,12 @@ impl World {
         let project = Project::new(&[]);
         project.import();
         ok(&project.xtask(&["build-rom", "--nic", "e1000,vmxnet3", "--runtime", "native"]));
-        let shim = tempfile::tempdir().unwrap();
-        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-            .map(|d| d.join("curl"))
-            .find(|p| p.is_file())
-            .expect("curl is on PATH");
-        let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}/argv.log\nexec {} \"$@\"\n",
-            shim.path().display(),
-            real.display()
-        );
-        let curl = shim.path().join("curl");
-        std::fs::write(&curl, script).unwrap();
-        std::fs::write(shim.path().join(".curlrc"), "output = /dev/null\nfail\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let shim = Shim::new("curl");
+        std::fs::write(
+            shim.dir.path().join(".curlrc"),
+            "output = /dev/null\nfail\n",
+        )
+        .unwrap();
         Some(World {
             project,
             vcsim,
@@ -79,15 +70,8 @@ impl World {
             .env("GOVC_PASSWORD", password)
             .env("GOVC_TLS_CA_CERTS", &self.vcsim.ca)
             .env_remove("GOVC_INSECURE")
-            .env("HOME", self.shim.path())
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.shim.path().display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            );
+            .env("HOME", self.shim.dir.path())
+            .env("PATH", self.shim.path_env());
         for (flag, value) in DEFAULTS {
             if !extra.contains(flag) {
                 cmd.args([flag, value]);
@@ -101,7 +85,7 @@ impl World {
         );
         // Other users of the host can read a process's arguments: neither the password nor the
         // session cookie may be in curl's.
-        let argv = std::fs::read_to_string(self.shim.path().join("argv.log")).unwrap_or_default();
+        let argv = self.shim.calls();
         assert!(
             !argv.contains(password) && !argv.contains("vmware_soap_session"),
             "a secret reached curl's arguments:\n{argv}"
@@ -111,10 +95,7 @@ impl World {
 
     /// How many times deploy ran curl so far.
     fn curl_runs(&self) -> usize {
-        std::fs::read_to_string(self.shim.path().join("argv.log"))
-            .unwrap_or_default()
-            .lines()
-            .count()
+        self.shim.calls().lines().count()
     }
 
     fn session(&self) -> Session {

@@ -124,22 +124,6 @@ impl Real {
     }
 }
 
-/// `build-rom` of every NIC in the builder container, into `out`.
-fn docker_build<'a>(base: &'a str, out: &'a std::path::Path) -> [&'a str; 9] {
-    let out = out.to_str().unwrap();
-    [
-        "build-rom",
-        "--nic",
-        "all",
-        "--runtime",
-        "docker",
-        "--base-image",
-        base,
-        "--out",
-        out,
-    ]
-}
-
 fn check_all(dir: &std::path::Path) -> Manifest {
     let manifest = Manifest::load(&dir.join("manifest.json")).unwrap();
     for (file, info) in &manifest.roms {
@@ -174,7 +158,7 @@ fn native_and_docker_builds_of_every_nic_are_byte_identical() {
 
     let Some(base) = base_image() else { return };
     let docker = real.out("docker");
-    ok(&real.xtask(&docker_build(&base, &docker)));
+    ok(&real.xtask(&docker_build_args(&base, &docker)));
     check_all(&docker);
     assert_eq!(
         read_sums(&docker),
@@ -818,7 +802,7 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
         .args(["--net", "--"])
         .arg(xtask.get_program())
         .args(xtask.get_args())
-        .args(docker_build(&base, &out))
+        .args(docker_build_args(&base, &out))
         .output()
         .unwrap();
     fs::write(&dockerfile, text).unwrap();

@@ -349,3 +349,58 @@ pub fn base_image() -> Option<String> {
 pub fn read_sums(dir: &Path) -> String {
     fs::read_to_string(dir.join("SHA256SUMS")).unwrap()
 }
+
+/// A program of this name first in PATH that appends each call's arguments to a log, one call a
+/// line, then runs the real program with the same arguments and standard input.
+pub struct Shim {
+    pub dir: tempfile::TempDir,
+}
+
+impl Shim {
+    pub fn new(program: &str) -> Shim {
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{program} is on PATH"));
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}/calls\nexec {} \"$@\"\n",
+            dir.path().display(),
+            real.display()
+        );
+        let path = dir.path().join(program);
+        fs::write(&path, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        Shim { dir }
+    }
+
+    /// Every call so far, one a line.
+    pub fn calls(&self) -> String {
+        fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default()
+    }
+
+    /// PATH with the shim first.
+    pub fn path_env(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+}
+
+/// `build-rom` of every NIC in the builder container on `base`, into `out`.
+pub fn docker_build_args<'a>(base: &'a str, out: &'a Path) -> [&'a str; 9] {
+    [
+        "build-rom",
+        "--nic",
+        "all",
+        "--runtime",
+        "docker",
+        "--base-image",
+        base,
+        "--out",
+        out.to_str().unwrap(),
+    ]
+}

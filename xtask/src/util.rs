@@ -226,3 +226,15 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// A copy of an iPXE tree at `to`, a new directory. The contents are copied (`from/.`): the
+/// source may be reached through a link (a scratch cache's), and the link itself must never
+/// become the copy.
+pub fn copy_tree(sh: &xshell::Shell, from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir(to).with_context(|| format!("cannot create {}", to.display()))?;
+    let from = from.join(".");
+    xshell::cmd!(sh, "cp -a {from} {to}")
+        .quiet()
+        .run()
+        .context("cannot copy the iPXE tree")
+}

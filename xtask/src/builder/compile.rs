@@ -104,14 +104,7 @@ pub fn prepare_tree(
     if !root.join("src/Makefile").is_file() {
         let scratch = cache.scratch("build")?;
         let tree = scratch.path().join("tree");
-        // Copy the contents (`from/.`): the source entry may be reached through a link (verify's
-        // scratch cache), and the link itself must never become the build tree.
-        fs::create_dir(&tree)?;
-        let from = source.tree.join(".");
-        cmd!(sh, "cp -a {from} {tree}")
-            .quiet()
-            .run()
-            .context("cannot copy the iPXE tree")?;
+        crate::util::copy_tree(sh, &source.tree, &tree)?;
         let mut offsets = Vec::new();
         for p in patches {
             let moved = match patch::apply(p, &tree) {
@@ -194,21 +187,17 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     if let Some(e) = &inputs.embed {
         vars.push(format!("EMBED={}", put(e, "embed.ipxe")?));
     }
-    let trust = inputs
-        .trust
-        .iter()
-        .map(|f| by_content(f, "trust"))
-        .collect::<Result<Vec<_>>>()?;
-    if !trust.is_empty() {
-        vars.push(format!("TRUST={}", trust.join(",")));
-    }
-    let certs = inputs
-        .certs
-        .iter()
-        .map(|f| by_content(f, "cert"))
-        .collect::<Result<Vec<_>>>()?;
-    if !certs.is_empty() {
-        vars.push(format!("CERT={}", certs.join(",")));
+    for (var, files, kind) in [
+        ("TRUST", &inputs.trust, "trust"),
+        ("CERT", &inputs.certs, "cert"),
+    ] {
+        let named = files
+            .iter()
+            .map(|f| by_content(f, kind))
+            .collect::<Result<Vec<_>>>()?;
+        if !named.is_empty() {
+            vars.push(format!("{var}={}", named.join(",")));
+        }
     }
     Ok(vars)
 }

@@ -264,12 +264,7 @@ pub enum Fits {
 pub fn try_on(sh: &xshell::Shell, tree: &Path, specs: &[PatchSpec]) -> Result<Vec<(String, Fits)>> {
     let scratch = crate::util::TempDir::new("vsphere-ipxe-rom-series-")?;
     let copy = scratch.path().join("tree");
-    std::fs::create_dir(&copy)?;
-    let from = tree.join(".");
-    xshell::cmd!(sh, "cp -a {from} {copy}")
-        .quiet()
-        .run()
-        .context("cannot copy the iPXE tree")?;
+    crate::util::copy_tree(sh, tree, &copy)?;
     let mut out = Vec::new();
     for spec in specs {
         let fits = match patch::apply(spec, &copy) {
