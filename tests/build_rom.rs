@@ -16,18 +16,7 @@ fn build(project: &Project, extra: &[&str]) -> std::process::Output {
 
 /// `build-rom --runtime docker` for `nic` on `base`, into `project/out`.
 fn build_in_docker(project: &Project, nic: &str, base: &str, out: &str) -> std::process::Output {
-    let out = project.path(out);
-    project.xtask(&[
-        "build-rom",
-        "--nic",
-        nic,
-        "--runtime",
-        "docker",
-        "--base-image",
-        base,
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    project.xtask(&docker_build_args(nic, base, &project.path(out)))
 }
 
 #[test]
@@ -334,7 +323,7 @@ fn docker_build_matches_native_bytes() {
     let out = project.path("docker");
     let run = project
         .command()
-        .args(docker_build_args(&base, &out))
+        .args(docker_build_args("all", &base, &out))
         .env("PATH", shim.path_env())
         .output()
         .unwrap();

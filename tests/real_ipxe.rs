@@ -158,7 +158,7 @@ fn native_and_docker_builds_of_every_nic_are_byte_identical() {
 
     let Some(base) = base_image() else { return };
     let docker = real.out("docker");
-    ok(&real.xtask(&docker_build_args(&base, &docker)));
+    ok(&real.xtask(&docker_build_args("all", &base, &docker)));
     check_all(&docker);
     assert_eq!(
         read_sums(&docker),
@@ -802,7 +802,7 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
         .args(["--net", "--"])
         .arg(xtask.get_program())
         .args(xtask.get_args())
-        .args(docker_build_args(&base, &out))
+        .args(docker_build_args("all", &base, &out))
         .output()
         .unwrap();
     fs::write(&dockerfile, text).unwrap();

@@ -390,12 +390,12 @@ impl Shim {
     }
 }
 
-/// `build-rom` of every NIC in the builder container on `base`, into `out`.
-pub fn docker_build_args<'a>(base: &'a str, out: &'a Path) -> [&'a str; 9] {
+/// `build-rom` of `nic` in the builder container on `base`, into `out`.
+pub fn docker_build_args<'a>(nic: &'a str, base: &'a str, out: &'a Path) -> [&'a str; 9] {
     [
         "build-rom",
         "--nic",
-        "all",
+        nic,
         "--runtime",
         "docker",
         "--base-image",
