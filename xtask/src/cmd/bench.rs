@@ -157,11 +157,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
 /// Medians, and for each ratio the median of the runs' own ratios.
 fn print_table(setup: &Setup, samples: &[Sample], runs: u32) {
     let med = |f: &dyn Fn(&Sample) -> Duration| median(samples.iter().map(f).collect());
-    let med_ratio = |f: &dyn Fn(&Sample) -> f64| {
-        let mut r: Vec<f64> = samples.iter().map(f).collect();
-        r.sort_by(f64::total_cmp);
-        r[r.len() / 2]
-    };
+    let med_ratio = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     let goal = |g: &Goal| {
         let ratio = med_ratio(&|s| ratio_of((g.took)(s), (g.against)(s)));
         row(g.what, med(&g.took), ratio, g.target, ratio <= g.limit)
@@ -385,9 +381,10 @@ fn row(what: &'static str, took: Duration, ratio: f64, target: &'static str, ok:
     }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// The middle value (the upper one of an even count).
+fn median<T: PartialOrd>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v.swap_remove(v.len() / 2)
 }
 
 fn ratio_of(a: Duration, b: Duration) -> f64 {
@@ -399,5 +396,18 @@ fn secs(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_durations_and_ratios() {
+        let s = |n| Duration::from_secs(n);
+        assert_eq!(median(vec![s(68), s(52), s(57)]), s(57));
+        assert_eq!(median(vec![1.46, 1.20, 1.41]), 1.41);
+        assert_eq!(median(vec![s(1)]), s(1));
     }
 }
