@@ -62,6 +62,21 @@ impl Cache {
         TempDir::new_in(&self.area(area)?, ".tmp-")
     }
 
+    /// Removes the scratch directories that an interrupted run left in `area` (a killed import
+    /// leaves a half-unpacked tree). Only with the lock that guards `area` held.
+    pub fn sweep(&self, area: &str) -> Result<()> {
+        let dir = self.area(area)?;
+        for item in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let item = item?;
+            if item.file_name().to_string_lossy().starts_with(".tmp-") {
+                fs::remove_dir_all(item.path()).with_context(|| {
+                    format!("cannot remove the leftover {}", item.path().display())
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `area/name` whole (scratch file, then rename), so a reader never sees half of it.
     pub fn put(&self, area: &str, name: &str, content: &[u8]) -> Result<PathBuf> {
         let scratch = self.scratch(area)?;

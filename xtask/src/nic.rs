@@ -15,6 +15,9 @@ pub struct Nic {
     pub vmware_key: &'static str,
     /// Largest ROM VMware loads for this NIC unless a profile raises it.
     pub default_limit: u64,
+    /// Largest ROM VMware loads at all, whatever `opromsize` says; None where `opromsize`
+    /// can raise it.
+    pub hard_limit: Option<u64>,
     /// Whether iPXE can build a `.mrom` (ROM that maps the rest of itself through a BAR).
     pub mrom: bool,
     /// Built by `--nic all`.
@@ -36,6 +39,7 @@ pub const NICS: &[Nic] = &[
         device: 0x07b0,
         vmware_key: "nx3bios.filename",
         default_limit: VMWARE_ROM_LIMIT,
+        hard_limit: Some(VMWARE_ROM_LIMIT),
         mrom: false,
         in_all: true,
         qemu_device: "vmxnet3",
@@ -49,6 +53,7 @@ pub const NICS: &[Nic] = &[
         device: 0x100f,
         vmware_key: "e1000bios.filename",
         default_limit: VMWARE_ROM_LIMIT,
+        hard_limit: None,
         mrom: true,
         in_all: true,
         qemu_device: "e1000-82545em",
@@ -62,6 +67,7 @@ pub const NICS: &[Nic] = &[
         device: 0x10d3,
         vmware_key: "e1000ebios.filename",
         default_limit: VMWARE_ROM_LIMIT,
+        hard_limit: None,
         mrom: true,
         in_all: true,
         qemu_device: "e1000e",
@@ -75,6 +81,7 @@ pub const NICS: &[Nic] = &[
         device: 0x2000,
         vmware_key: "nbios.filename",
         default_limit: VMWARE_ROM_LIMIT,
+        hard_limit: None,
         mrom: false,
         in_all: false,
         qemu_device: "pcnet",

@@ -14,6 +14,7 @@ use crate::{
     cache::Cache,
     check::romcheck,
     nic::Nic,
+    vm::network::Network,
     vm::vmconfig::{self, Request},
 };
 
@@ -129,11 +130,13 @@ pub fn qemu_keys(rom: &Path, nic: &'static Nic, ours: &str) -> Result<BTreeMap<S
         nic,
         ethernet: 0,
         rom_path: format!("/vmfs/volumes/datastore1/vsphere-ipxe-rom/{file}"),
-        ip: format!("{GUEST_IP}/{GUEST_PREFIX}"),
-        gateway: qemu::HOST_FROM_GUEST.into(),
-        dns: GUEST_DNS.into(),
-        chain: format!("{ours}boot.ipxe"),
-        scriptlet: None,
+        network: Network::parse(
+            &format!("{GUEST_IP}/{GUEST_PREFIX}"),
+            qemu::HOST_FROM_GUEST,
+            GUEST_DNS,
+            &format!("{ours}boot.ipxe"),
+            None,
+        )?,
         rom: Some(facts),
         rom_has_https: https,
     })

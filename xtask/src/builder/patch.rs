@@ -62,6 +62,7 @@ pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
     let text = fs::read_to_string(&spec.path)
         .with_context(|| format!("cannot read patch {}", spec.path.display()))?;
     let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
+    check_paths(&files).with_context(|| format!("patch {name} is refused"))?;
     let mut writes = Vec::new();
     let mut offsets = Vec::new();
     for fp in &files {
@@ -71,7 +72,8 @@ pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
         offsets.append(&mut moved);
     }
     for (fp, write) in writes {
-        let path = root.join(&fp.path);
+        let path = inside(root, &fp.path)
+            .map_err(|why| anyhow::anyhow!("patch {name} targets '{}': {why}", fp.path))?;
         match write {
             None => fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path))?,
             Some(text) => {
@@ -121,6 +123,7 @@ pub fn already_applied(spec: &PatchSpec, root: &Path) -> Result<bool> {
 /// lines exactly as they stand (context, removals, additions, `\ No newline` markers).
 pub fn digest(text: &str) -> Result<String> {
     let files = parse(text).context("it is not a unified diff")?;
+    check_paths(&files).context("it is refused")?;
     let mut canon = String::new();
     for fp in &files {
         let side = |absent: bool| {
@@ -180,6 +183,73 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
         bail!("it has no '--- a/...' / '+++ b/...' file sections");
     }
     Ok(files)
+}
+
+/// Every file section's path stays in the tree, as text (links are followed when applying).
+fn check_paths(files: &[FilePatch]) -> Result<()> {
+    for fp in files {
+        check_relative(&fp.path).map_err(|why| {
+            anyhow::anyhow!(
+                "hunk 1 ({}) targets '{}': {why}; a patch may change files inside the iPXE tree only",
+                fp.hunks[0].header,
+                fp.path.escape_debug()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Why a patch's target path (after `-p1`) could leave the tree: absolute, empty, or with a `.`,
+/// `..` or empty component. Checked on the text, before any file is looked at.
+fn check_relative(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') {
+        return Err("the path is absolute".into());
+    }
+    if let Some(c) = path.chars().find(|c| c.is_control()) {
+        return Err(format!("the path has a control character {c:?}"));
+    }
+    match path.split('/').find(|p| matches!(*p, "" | "." | "..")) {
+        Some("..") => Err("the path climbs out with '..'".into()),
+        Some(_) => Err("the path has an empty or '.' component".into()),
+        None => Ok(()),
+    }
+}
+
+/// `root/rel`, once every part of it that exists has been followed: a link inside the tree may
+/// point elsewhere in the tree, never out of it.
+fn inside(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    check_relative(rel)?;
+    let top = root
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve the tree {}: {e}", root.display()))?;
+    let mut at = root.to_path_buf();
+    for part in rel.split('/') {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Err(_) => break,
+            Ok(m) if m.file_type().is_symlink() => match at.canonicalize() {
+                Ok(real) if real.starts_with(&top) => {}
+                Ok(real) => {
+                    return Err(format!(
+                        "it runs through the link {} to {}, outside the tree",
+                        at.display(),
+                        real.display()
+                    ))
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "it runs through the link {}, which leads nowhere inside the tree",
+                        at.display()
+                    ))
+                }
+            },
+            Ok(_) => {}
+        }
+    }
+    Ok(root.join(rel))
 }
 
 /// `--- a/src/x.c\t2024-...` to `src/x.c`; `/dev/null` to None.
@@ -275,7 +345,13 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
 
 /// The file's new text (None: delete it) and the hunks that moved; writes nothing.
 fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, Vec<Offset>)> {
-    let path = root.join(&fp.path);
+    let path = inside(root, &fp.path).map_err(|why| {
+        anyhow::anyhow!(
+            "hunk 1 ({}) targets '{}': {why}; a patch may change files inside the iPXE tree only",
+            fp.hunks[0].header,
+            fp.path
+        )
+    })?;
     let original = if fp.create {
         if path.exists() {
             bail!("{} would be created, but it already exists", fp.path);
@@ -542,5 +618,64 @@ mod tests {
             err.contains("src/gone.c: no such file in the iPXE tree"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn targets_outside_the_tree_are_refused_and_nothing_is_written() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "keep\n").unwrap();
+        let v = victim.display().to_string();
+        let cases = [
+            (
+                format!("--- a/x\n+++ b/{v}\n@@ -0,0 +1 @@\n+pwned\n"),
+                "the path is absolute",
+            ),
+            (
+                format!(
+                    "--- /dev/null\n+++ b/../../{}\n@@ -0,0 +1 @@\n+pwned\n",
+                    v.trim_start_matches('/')
+                ),
+                "climbs out with '..'",
+            ),
+            (
+                format!("--- a/{v}\n+++ /dev/null\n@@ -1 +0,0 @@\n-keep\n"),
+                "the path is absolute",
+            ),
+            (
+                "--- a/src/./f.c\n+++ b/src/./f.c\n@@ -1 +1 @@\n-one\n+1\n".to_string(),
+                "empty or '.' component",
+            ),
+        ];
+        for (patch, want) in cases {
+            let dir = tree(FILE);
+            let err = format!("{:#}", run(dir.path(), &patch).unwrap_err());
+            assert!(err.contains("patch 0001-test.patch is refused"), "{err}");
+            assert!(err.contains("hunk 1 (@@ "), "{err}");
+            assert!(err.contains(want), "wanted '{want}', got '{err}'");
+            assert!(digest(&patch).is_err(), "import refuses it too");
+        }
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
+    }
+
+    #[test]
+    fn links_are_followed_only_while_they_stay_inside() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("f.c"), FILE).unwrap();
+        let dir = tree(FILE);
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("src", dir.path().join("in")).unwrap();
+        let edit = |p: &str| format!("--- a/{p}\n+++ b/{p}\n@@ -1 +1 @@\n-one\n+ONE\n");
+        let err = format!("{:#}", run(dir.path(), &edit("out/f.c")).unwrap_err());
+        assert!(err.contains("runs through the link"), "{err}");
+        assert!(err.contains("outside the tree"), "{err}");
+        assert_eq!(
+            fs::read_to_string(outside.path().join("f.c")).unwrap(),
+            FILE
+        );
+        run(dir.path(), &edit("in/f.c")).unwrap();
+        assert!(fs::read_to_string(dir.path().join("src/f.c"))
+            .unwrap()
+            .starts_with("ONE\n"));
     }
 }

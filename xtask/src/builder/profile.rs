@@ -179,13 +179,22 @@ impl Profile {
                 }
             }
             for (name, value) in &edits.set {
-                if value.contains('\n') || value.trim().is_empty() {
-                    bail!("[headers.{header}] set: {name} needs a one-line, non-empty value");
-                }
+                check_c_value(value).map_err(|why| {
+                    anyhow::anyhow!(
+                        "[headers.{header}] set: {name} = {value:?}: {why}; a value is C tokens \
+                         on one line: numbers, names, \"strings\", operators and parentheses"
+                    )
+                })?;
             }
         }
-        for nic_name in self.file.limits.keys() {
-            nic::Nic::by_name(nic_name).context("in [limits]")?;
+        for (nic_name, limit) in &self.file.limits {
+            let nic = nic::Nic::by_name(nic_name).context("in [limits]")?;
+            if let Some(hard) = nic.hard_limit.filter(|h| limit > h) {
+                bail!(
+                    "[limits] {nic_name} = {limit}: VMware refuses a {nic_name} ROM over {hard} \
+                     bytes whatever opromsize says; remove the line"
+                );
+            }
         }
         for file in self.files_to_embed() {
             if !file.is_file() {
@@ -328,6 +337,74 @@ pub fn list(configs: &Path) -> Vec<String> {
     names
 }
 
+/// Whether `value` can stand after `#define NAME ` and stay one definition: C tokens only, so
+/// no `#`, no backslash outside a string (a trailing one would swallow the next line), no
+/// comment, no character a compiler takes as a line end (gcc ends a line at a lone CR).
+fn check_c_value(value: &str) -> Result<(), String> {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.iter().all(|c| *c == ' ' || *c == '\t') {
+        return Err("it is empty".into());
+    }
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let pos = i + 1;
+        let at = |what: &str| format!("{what} at character {pos}");
+        match c {
+            ' ' | '\t' => i += 1,
+            'a'..='z' | 'A'..='Z' | '_' | '0'..='9' | '.' => {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || "_.".contains(chars[i]))
+                {
+                    i += 1;
+                }
+            }
+            '"' | '\'' => {
+                let start = i;
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => {
+                            return Err(format!(
+                                "the quote at character {} is not closed",
+                                start + 1
+                            ))
+                        }
+                        Some(q) if *q == c => break,
+                        Some('\\')
+                            if chars.get(i + 1).is_some_and(|e| "\\\"'ntr0".contains(*e)) =>
+                        {
+                            i += 2
+                        }
+                        Some('\\') => {
+                            return Err(format!(
+                                "a backslash that starts no simple escape at character {}",
+                                i + 1
+                            ))
+                        }
+                        Some(x) if !(' '..='~').contains(x) => {
+                            return Err(format!(
+                                "the character U+{:04X} in a string at character {}",
+                                *x as u32,
+                                i + 1
+                            ))
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            '/' if matches!(chars.get(i + 1), Some('/' | '*')) => return Err(at("a comment")),
+            '(' | ')' | '[' | ']' | '{' | '}' | ',' | '+' | '-' | '*' | '/' | '%' | '<' | '>'
+            | '=' | '!' | '~' | '&' | '|' | '^' | '?' | ':' | ';' => i += 1,
+            '#' => return Err(at("'#'")),
+            '\\' => return Err(at("a backslash")),
+            c => return Err(at(&format!("the character U+{:04X}", c as u32))),
+        }
+    }
+    Ok(())
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -449,6 +526,47 @@ set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
                 ("iscsi".to_string(), false)
             ],
             "a shared object makes no promise"
+        );
+    }
+
+    #[test]
+    fn set_values_are_c_tokens_only() {
+        for good in [
+            "TLS_VERSION_TLS_1_2",
+            "40",
+            "0x1f",
+            "\"vSphere iPXE\"",
+            "( 1 << 3 ) | 2",
+            "\"a\\\"b\"",
+            "-1",
+        ] {
+            check_c_value(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+        for (bad, want) in [
+            ("1\r#include \"/etc/hostname\"", "U+000D at character 2"),
+            ("1\r#define DOWNLOAD_PROTO_HTTPS", "U+000D"),
+            ("1 \\", "a backslash at character 3"),
+            ("# x", "'#' at character 1"),
+            ("1 /* x */", "a comment"),
+            ("1 // x", "a comment"),
+            ("\"open", "is not closed"),
+            ("\"a\\\r\"", "a backslash that starts no simple escape"),
+            ("\"\u{85}\"", "U+0085 in a string"),
+            ("  ", "it is empty"),
+            ("1\n2", "U+000A"),
+        ] {
+            let err = check_c_value(bad).unwrap_err();
+            assert!(err.contains(want), "{bad:?}: wanted '{want}', got '{err}'");
+        }
+    }
+
+    #[test]
+    fn a_vmxnet3_limit_over_what_vmware_takes_is_refused() {
+        let (_d, res) = write_profile("description = \"x\"\n[limits]\nvmxnet3 = 131072\n");
+        let err = format!("{:#}", res.unwrap_err());
+        assert!(
+            err.contains("VMware refuses a vmxnet3 ROM over 65536 bytes"),
+            "{err}"
         );
     }
 }

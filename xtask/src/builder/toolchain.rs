@@ -202,7 +202,14 @@ pub fn import(lock: &Lock, cache: &Cache, dir: &Path) -> Result<Vec<String>> {
         if path.extension().is_none_or(|e| e != "deb") {
             continue;
         }
-        let bytes = fs::read(&path)?;
+        if !path.is_file() {
+            bail!(
+                "--debs {}: {} is not a file; the directory should hold the locked .deb files",
+                dir.display(),
+                path.display()
+            );
+        }
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let sha = util::sha256_hex(&bytes);
         if let Some(p) = by_hash.get(sha.as_str()) {
             cache.put(AREA, &format!("{sha}.deb"), &bytes)?;

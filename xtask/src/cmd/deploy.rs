@@ -44,9 +44,10 @@ pub struct Args {
     /// Print what would change, and change nothing
     #[arg(long)]
     dry_run: bool,
-    /// vCenter or ESXi, e.g. https://vcenter.example/sdk
-    #[arg(long, env = "GOVC_URL", hide_env_values = true)]
-    url: String,
+    /// vCenter or ESXi, e.g. https://vcenter.example/sdk [env: GOVC_URL, which may also carry
+    /// user:password@; a password in --url is refused, as every user can read a process's flags]
+    #[arg(long)]
+    url: Option<String>,
     #[arg(long, env = "GOVC_USERNAME")]
     username: Option<String>,
     /// Read the password from standard input instead of GOVC_PASSWORD
@@ -56,7 +57,8 @@ pub struct Args {
     #[arg(long, env = "GOVC_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     insecure: bool,
     /// Trust the CA certificates in this PEM file (e.g. vCenter's VMCA root)
-    #[arg(long, env = "GOVC_TLS_CA_CERTS", value_name = "FILE")]
+    /// [env: GOVC_TLS_CA_CERTS; empty is unset, as for govc]
+    #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
 }
 
@@ -68,11 +70,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         datastore: args.datastore.clone(),
         nic,
         ethernet: args.ethernet,
-        ip: args.network.ip.clone(),
-        gateway: args.network.gateway.clone(),
-        dns: args.network.dns.clone(),
-        chain: args.network.chain.clone(),
-        scriptlet: Some(args.network.scriptlet.clone()),
+        network: args.network.parse()?,
         set_bios: args.set_bios_firmware,
     };
     // Bad addresses, URLs and ROMs are refused before any connection.
@@ -122,7 +120,23 @@ fn load_rom(ctx: &Ctx, args: &Args, nic: &'static Nic) -> Result<Rom> {
 /// The endpoint and credentials, govc's way. The password comes from GOVC_PASSWORD, the URL,
 /// or standard input: never from a flag, where other users of the host could read it.
 fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
-    let (url, url_user, url_password) = vsphere::parse_url(&args.url)?;
+    let (raw_url, from_flag) = match &args.url {
+        Some(url) => (url.clone(), true),
+        None => (
+            env_set("GOVC_URL").context(
+                "no vSphere URL: set GOVC_URL or pass --url https://vcenter.example/sdk",
+            )?,
+            false,
+        ),
+    };
+    let (url, url_user, url_password) = vsphere::parse_url(&raw_url)?;
+    if from_flag && url_password.is_some() {
+        bail!(
+            "--url carries a password, which every user of this machine can read in the process \
+             list; pass the URL without it, and the password in GOVC_PASSWORD or with \
+             --password-stdin (GOVC_URL in the environment may carry user:password@)"
+        );
+    }
     let username = args
         .username
         .clone()
@@ -134,10 +148,7 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
             .read_to_string(&mut s)
             .context("cannot read the password from standard input")?;
         Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
-    } else if let Some(p) = std::env::var("GOVC_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty())
-    {
+    } else if let Some(p) = env_set("GOVC_PASSWORD") {
         Secret::new(p)
     } else if let Some(p) = url_password {
         p
@@ -148,8 +159,16 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
         Endpoint {
             url,
             insecure: args.insecure,
-            ca_file: args.ca_file.clone(),
+            ca_file: args
+                .ca_file
+                .clone()
+                .or_else(|| env_set("GOVC_TLS_CA_CERTS").map(PathBuf::from)),
         },
         Credentials { username, password },
     ))
+}
+
+/// An environment variable, unless it is unset, empty or not UTF-8: govc reads them so.
+fn env_set(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }

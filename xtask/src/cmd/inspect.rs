@@ -2,12 +2,11 @@
 
 use std::{
     fmt::Write as _,
-    fs,
     io::{self, Write},
     path::PathBuf,
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use xtask::{
     check::romcheck::{self, CodeType, Image},
@@ -49,7 +48,7 @@ struct Img {
 pub fn run(args: Args) -> Result<()> {
     let mut entries = Vec::new();
     for path in &args.roms {
-        let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = romcheck::read(path)?;
         entries.push(inspect(path.display().to_string(), &bytes));
     }
     let text = if args.json {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use xtask::{
     nic::{Nic, RomFormat},
+    vm::network::{self, Network},
     vm::vmconfig::{self, Format},
 };
 
@@ -46,8 +47,20 @@ pub struct NetworkArgs {
     #[arg(long)]
     pub chain: String,
     /// Commands iPXE runs after reading guestinfo
-    #[arg(long, default_value = vmconfig::DEFAULT_SCRIPTLET)]
+    #[arg(long, default_value = network::DEFAULT_SCRIPTLET)]
     pub scriptlet: String,
+}
+
+impl NetworkArgs {
+    pub fn parse(&self) -> Result<Network> {
+        Network::parse(
+            &self.ip,
+            &self.gateway,
+            &self.dns,
+            &self.chain,
+            Some(&self.scriptlet),
+        )
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -63,11 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         nic,
         ethernet: args.ethernet,
         rom_path: args.rom_path,
-        ip: args.network.ip,
-        gateway: args.network.gateway,
-        dns: args.network.dns,
-        chain: args.network.chain,
-        scriptlet: Some(args.network.scriptlet),
+        network: args.network.parse()?,
         rom,
         rom_has_https,
     };
@@ -76,12 +85,7 @@ pub fn run(args: Args) -> Result<()> {
         Some(p) => p.display().to_string(),
         None => nic.file_name(RomFormat::Rom),
     };
-    let ctx = vmconfig::RenderContext {
-        nic,
-        ethernet: args.ethernet,
-        vm: args.vm,
-        local_rom,
-    };
+    let ctx = vmconfig::RenderContext::new(nic, args.ethernet, args.vm, local_rom)?;
     print!("{}", vmconfig::render(&keys, args.format, &ctx));
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! write outside it, and digests the tree as it goes.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
     io::{self, BufReader, Read},
     os::unix::fs::{symlink, OpenOptionsExt},
@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use crate::{
@@ -48,109 +49,103 @@ pub fn extract_described(archive: &Path, dest: &Path) -> Result<(TreeDigest, Des
             &head[..head.len().min(4)]
         );
     };
-    extract_from(reader, dest).with_context(|| format!("cannot import {}", archive.display()))
+    extract_from(reader, dest, CAPS).with_context(|| format!("cannot import {}", archive.display()))
 }
 
-struct Item {
-    parts: Vec<String>,
-    kind: EntryType,
-    mode: u32,
-    link: Option<String>,
-    data: Vec<u8>,
+/// How much an archive may unpack to.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub bytes: u64,
+    pub entries: usize,
 }
 
-fn extract_from(reader: impl Read, dest: &Path) -> Result<(TreeDigest, Described)> {
-    let (items, described) = read_all(reader)?;
-    let strip = common_top_dir(&items);
+/// The pinned tree unpacks to about 25 MB in about 4,000 entries. Twenty times either leaves
+/// room for later commits, and stops a gzip bomb (1 MB of gzip can hold 1 GiB) long before it
+/// fills a disk; nothing is held in memory but one buffer.
+pub const CAPS: Caps = Caps {
+    bytes: 512 << 20,
+    entries: 100_000,
+};
+
+/// What the archive held, as written so far: paths are as in the archive (top dir not stripped).
+#[derive(Default)]
+struct Unpacked {
+    entries: Vec<(Vec<String>, Kind, String)>,
+    links: BTreeMap<Vec<String>, String>,
+    dirs: BTreeSet<Vec<String>>,
+    described: Described,
+}
+
+/// Streams every entry to disk below `dest`, one at a time, with caps on entries and bytes; the
+/// archive's own top directory is stripped at the end, and links are checked once all are known.
+fn extract_from(reader: impl Read, dest: &Path, caps: Caps) -> Result<(TreeDigest, Described)> {
+    let raw = dest.join(".unpack");
+    fs::create_dir_all(&raw).with_context(|| format!("cannot create {}", raw.display()))?;
+    let got = unpack(reader, &raw, caps)?;
+    let strip = common_top_dir(&got);
+    let rel = |parts: &[String]| parts[usize::from(strip)..].to_vec();
+    let links: BTreeMap<Vec<String>, String> =
+        got.links.iter().map(|(p, t)| (rel(p), t.clone())).collect();
+    for (entry, target) in &got.links {
+        let link = rel(entry);
+        if resolve(&links, &link[..link.len() - 1], target, 0).is_none() {
+            bail!(
+                "entry '{}' is a symlink to '{target}', which points outside the tree",
+                entry.join("/")
+            );
+        }
+    }
     let mut entries = Vec::new();
-    let mut seen = BTreeSet::new();
-    let mut symlinks = BTreeSet::new();
-    for item in items {
-        let parts = &item.parts[usize::from(strip)..];
-        if parts.is_empty() {
-            continue;
-        }
-        let rel = parts.join("/");
-        if !seen.insert(rel.clone()) {
-            bail!("entry '{rel}' appears twice in the archive");
-        }
-        for i in 1..parts.len() {
-            if symlinks.contains(&parts[..i].join("/")) {
-                bail!("entry '{rel}' lies below a symlink; refusing to write through links");
-            }
-        }
-        let path = dest.join(&rel);
-        match item.kind {
-            EntryType::Directory => fs::create_dir_all(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-            EntryType::Regular | EntryType::Continuous => {
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let exec = item.mode & 0o111 != 0;
-                let mut out = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if exec { 0o755 } else { 0o644 })
-                    .open(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                io::copy(&mut item.data.as_slice(), &mut out)?;
-                let kind = if exec { Kind::Exec } else { Kind::File };
-                entries.push(Entry {
-                    path: rel,
-                    kind,
-                    sha256: util::sha256_hex(&item.data),
-                });
-            }
-            EntryType::Symlink => {
-                let target = item.link.unwrap_or_default();
-                if !link_stays_inside(parts, &target) {
-                    bail!(
-                        "entry '{rel}' is a symlink to '{target}', which points outside the tree"
-                    );
-                }
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                symlink(&target, &path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                entries.push(Entry {
-                    path: rel.clone(),
-                    kind: Kind::Symlink,
-                    sha256: util::sha256_hex(target.as_bytes()),
-                });
-                symlinks.insert(rel);
-            }
-            EntryType::Link => bail!("entry '{rel}' is a hard link; source archives have none"),
-            EntryType::Char | EntryType::Block => bail!("entry '{rel}' is a device file"),
-            EntryType::Fifo => bail!("entry '{rel}' is a named pipe"),
-            other => bail!("entry '{rel}' has unsupported tar type {:?}", other),
+    for (parts, kind, sha256) in &got.entries {
+        let path = rel(parts).join("/");
+        if !path.is_empty() {
+            entries.push(Entry {
+                path,
+                kind: *kind,
+                sha256: sha256.clone(),
+            });
         }
     }
     if entries.is_empty() {
         bail!("the archive holds no files");
     }
-    Ok((TreeDigest::of(entries), described))
+    let top = if strip {
+        raw.join(&got.entries[0].0[0])
+    } else {
+        raw.clone()
+    };
+    for item in fs::read_dir(&top)? {
+        let item = item?;
+        fs::rename(item.path(), dest.join(item.file_name()))?;
+    }
+    fs::remove_dir_all(&raw)?;
+    Ok((TreeDigest::of(entries), got.described))
 }
 
-/// Reads every entry first: a truncated archive is then refused before anything is trusted.
-fn read_all(reader: impl Read) -> Result<(Vec<Item>, Described)> {
+fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
     let mut archive = tar::Archive::new(reader);
-    let mut items = Vec::new();
-    let mut described = Described::default();
+    let mut got = Unpacked::default();
+    let mut seen = BTreeSet::new();
+    let mut budget = caps.bytes;
     for (index, entry) in archive
         .entries()
         .context("cannot read the archive")?
         .enumerate()
     {
+        if index >= caps.entries {
+            bail!(
+                "the archive has more than {} entries; an iPXE tree has about 4,000",
+                caps.entries
+            );
+        }
         let mut entry = entry.with_context(|| {
             format!("the archive is truncated or corrupt at entry {}", index + 1)
         })?;
         let kind = entry.header().entry_type();
         if kind == EntryType::XGlobalHeader {
             let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            described.commit = String::from_utf8_lossy(&data)
+            (&mut entry).take(64 << 10).read_to_end(&mut data)?;
+            got.described.commit = String::from_utf8_lossy(&data)
                 .lines()
                 .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
                 .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -160,37 +155,138 @@ fn read_all(reader: impl Read) -> Result<(Vec<Item>, Described)> {
             continue;
         }
         if let Ok(t) = entry.header().mtime() {
-            described.mtime = Some(described.mtime.map_or(t, |m| m.max(t)));
+            got.described.mtime = Some(got.described.mtime.map_or(t, |m| m.max(t)));
         }
-        let raw = entry.path_bytes().into_owned();
-        let name = String::from_utf8(raw).map_err(|e| {
-            anyhow::anyhow!(
-                "entry '{}' has a name that is not UTF-8",
-                String::from_utf8_lossy(e.as_bytes())
-            )
-        })?;
+        let name = utf8(entry.path_bytes().into_owned(), "has a name")?;
         let parts = safe_parts(&name)?;
-        let link = match entry.link_name_bytes() {
-            Some(l) => Some(
-                String::from_utf8(l.into_owned())
-                    .with_context(|| format!("entry '{name}': link target is not UTF-8"))?,
-            ),
-            None => None,
-        };
-        let mode = entry.header().mode().unwrap_or(0o644);
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .with_context(|| format!("the archive is truncated or corrupt in entry '{name}'"))?;
-        items.push(Item {
-            parts,
-            kind,
-            mode,
-            link,
-            data,
-        });
+        if parts.is_empty() {
+            continue;
+        }
+        let rel = parts.join("/");
+        if !seen.insert(parts.clone()) {
+            bail!("entry '{rel}' appears twice in the archive");
+        }
+        for i in 1..parts.len() {
+            if got.links.contains_key(&parts[..i]) {
+                bail!("entry '{rel}' lies below a symlink; refusing to write through links");
+            }
+        }
+        let path = dest.join(&rel);
+        match kind {
+            EntryType::Directory => {
+                fs::create_dir_all(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                got.dirs.insert(parts);
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                let size = entry.header().size().unwrap_or(u64::MAX);
+                if size > budget {
+                    bail!(
+                        "the archive unpacks to more than {} MiB (at entry '{rel}'); an iPXE tree is about 25 MB",
+                        caps.bytes >> 20
+                    );
+                }
+                budget -= size;
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                let exec = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
+                let mut out = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(if exec { 0o755 } else { 0o644 })
+                    .open(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let mut hasher = Sha256::new();
+                let mut tee = Tee(&mut out, util::HashWriter(&mut hasher));
+                let copied = io::copy(&mut (&mut entry).take(size), &mut tee);
+                if copied.ok() != Some(size) {
+                    bail!("the archive is truncated or corrupt in entry '{rel}'");
+                }
+                let kind = if exec { Kind::Exec } else { Kind::File };
+                got.entries
+                    .push((parts, kind, util::hex(&hasher.finalize())));
+            }
+            EntryType::Symlink => {
+                let target = match entry.link_name_bytes() {
+                    Some(l) => utf8(l.into_owned(), &format!("'{rel}' has a link target"))?,
+                    None => String::new(),
+                };
+                if target.is_empty() || target.starts_with('/') {
+                    bail!(
+                        "entry '{rel}' is a symlink to '{target}', which points outside the tree"
+                    );
+                }
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                symlink(&target, &path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let sha = util::sha256_hex(target.as_bytes());
+                got.entries.push((parts.clone(), Kind::Symlink, sha));
+                got.links.insert(parts, target);
+            }
+            EntryType::Link => bail!("entry '{rel}' is a hard link; source archives have none"),
+            EntryType::Char | EntryType::Block => bail!("entry '{rel}' is a device file"),
+            EntryType::Fifo => bail!("entry '{rel}' is a named pipe"),
+            other => bail!("entry '{rel}' has unsupported tar type {:?}", other),
+        }
     }
-    Ok((items, described))
+    Ok(got)
+}
+
+/// Writes to a file and a hasher at once.
+struct Tee<'a, 'h>(&'a mut fs::File, util::HashWriter<'h>);
+
+impl io::Write for Tee<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.write_all(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn utf8(raw: Vec<u8>, what: &str) -> Result<String> {
+    String::from_utf8(raw).map_err(|e| {
+        anyhow::anyhow!(
+            "entry '{}' {what} that is not UTF-8",
+            String::from_utf8_lossy(e.as_bytes())
+        )
+    })
+}
+
+/// Where `target`, read from the directory `from`, leads once every link it passes through is
+/// followed as the kernel would; None if any step leaves the tree or the links loop.
+fn resolve(
+    links: &BTreeMap<Vec<String>, String>,
+    from: &[String],
+    target: &str,
+    depth: usize,
+) -> Option<Vec<String>> {
+    // Linux gives up after 40 links (ELOOP).
+    if depth > 40 || target.starts_with('/') {
+        return None;
+    }
+    let mut at = from.to_vec();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                at.pop()?;
+            }
+            name => {
+                at.push(name.to_string());
+                if let Some(next) = links.get(&at) {
+                    at.pop();
+                    at = resolve(links, &at, next, depth + 1)?;
+                }
+            }
+        }
+    }
+    Some(at)
 }
 
 /// Splits an entry name into components, refusing absolute paths and `..`.
@@ -210,34 +306,14 @@ fn safe_parts(name: &str) -> Result<Vec<String>> {
 }
 
 /// True when every entry sits below the same first directory.
-fn common_top_dir(items: &[Item]) -> bool {
-    let Some(first) = items.iter().find_map(|i| i.parts.first()) else {
+fn common_top_dir(got: &Unpacked) -> bool {
+    let Some(first) = got.entries.first().map(|e| &e.0[0]) else {
         return false;
     };
-    items.iter().all(|i| match i.parts.as_slice() {
-        [top] => top == first && i.kind == EntryType::Directory,
-        [top, ..] => top == first,
-        [] => true,
-    })
-}
-
-/// Resolves a symlink target lexically from the link's own directory.
-fn link_stays_inside(link_parts: &[String], target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') {
-        return false;
-    }
-    let mut depth = link_parts.len() as isize - 1;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
+    got.entries
+        .iter()
+        .all(|(p, ..)| p.len() > 1 && &p[0] == first)
+        && got.dirs.iter().all(|d| &d[0] == first)
 }
 
 #[cfg(test)]
@@ -274,7 +350,7 @@ mod tests {
 
     fn run(raw: Raw) -> (tempfile::TempDir, Result<TreeDigest>) {
         let dir = tempfile::tempdir().unwrap();
-        let res = extract_from(raw.bytes().as_slice(), dir.path()).map(|(d, _)| d);
+        let res = extract_from(raw.bytes().as_slice(), dir.path(), CAPS).map(|(d, _)| d);
         (dir, res)
     }
 
@@ -333,7 +409,7 @@ mod tests {
                     "../../etc",
                     b"",
                 ),
-                "entry 'evil' is a symlink to '../../etc', which points outside the tree",
+                "entry 't/evil' is a symlink to '../../etc', which points outside the tree",
             ),
             (
                 Raw::new().file("t/a", "").add(
@@ -343,36 +419,36 @@ mod tests {
                     "/etc/passwd",
                     b"",
                 ),
-                "entry 'abs' is a symlink to '/etc/passwd'",
+                "entry 't/abs' is a symlink to '/etc/passwd'",
             ),
             (
                 Raw::new()
                     .file("t/a", "")
                     .add("t/dev", EntryType::Char, 0o644, "", b""),
-                "entry 'dev' is a device file",
+                "entry 't/dev' is a device file",
             ),
             (
                 Raw::new()
                     .file("t/a", "")
                     .add("t/blk", EntryType::Block, 0o644, "", b""),
-                "entry 'blk' is a device file",
+                "entry 't/blk' is a device file",
             ),
             (
                 Raw::new()
                     .file("t/a", "")
                     .add("t/h", EntryType::Link, 0o644, "t/a", b""),
-                "entry 'h' is a hard link",
+                "entry 't/h' is a hard link",
             ),
             (
                 Raw::new().file("t/a", "1").file("t/a", "2"),
-                "entry 'a' appears twice",
+                "entry 't/a' appears twice",
             ),
             (
                 Raw::new()
                     .file("t/x", "")
                     .add("t/l", EntryType::Symlink, 0o777, "d", b"")
                     .file("t/l/f", ""),
-                "entry 'l/f' lies below a symlink",
+                "entry 't/l/f' lies below a symlink",
             ),
             (Raw::new(), "the archive holds no files"),
         ];
@@ -410,11 +486,65 @@ mod tests {
     }
 
     #[test]
-    fn link_resolution_is_lexical_from_the_link_dir() {
+    fn links_resolve_through_the_links_before_them() {
         let p = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
-        assert!(link_stays_inside(&p("a/b/l"), "../c"));
-        assert!(link_stays_inside(&p("a/l"), "../c"));
-        assert!(!link_stays_inside(&p("a/l"), "../../c"));
-        assert!(!link_stays_inside(&p("l"), "x/../../y"));
+        let none = BTreeMap::new();
+        assert_eq!(resolve(&none, &p("a/b"), "../c", 0), Some(p("a/c")));
+        assert_eq!(resolve(&none, &p("a"), "../c", 0), Some(p("c")));
+        assert_eq!(resolve(&none, &p("a"), "../../c", 0), None);
+        assert_eq!(resolve(&none, &[], "x/../../y", 0), None);
+        let mut links = BTreeMap::new();
+        links.insert(p("d/up"), "..".to_string());
+        assert_eq!(resolve(&links, &p("d"), "up/x", 0), Some(p("x")));
+        assert_eq!(resolve(&links, &p("d"), "up/..", 0), None);
+        links.insert(p("l1"), "l2".to_string());
+        links.insert(p("l2"), "l1".to_string());
+        assert_eq!(resolve(&links, &[], "l1", 0), None, "a loop is refused");
+    }
+
+    /// `d/up -> ..`, `d/up2 -> up/..`, ... each lexically inside; together they leave the tree.
+    #[test]
+    fn a_chain_of_links_that_leaves_the_tree_is_refused() {
+        let mut raw =
+            Raw::new()
+                .file("t/a", "")
+                .add("t/d/up", EntryType::Symlink, 0o777, "..", b"");
+        let mut prev = "up".to_string();
+        for n in 2..=9 {
+            let name = format!("t/d/up{n}");
+            raw = raw.add(&name, EntryType::Symlink, 0o777, &format!("{prev}/.."), b"");
+            prev = format!("up{n}");
+        }
+        raw = raw.add("t/d/esc", EntryType::Symlink, 0o777, "up9/etc", b"");
+        let got = err(raw);
+        assert!(got.contains("points outside the tree"), "{got}");
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_caps() {
+        let zeros = vec![0u8; 4096];
+        let raw = Raw::new()
+            .file("t/a", "")
+            .add("t/big", EntryType::Regular, 0o644, "", &zeros);
+        let dir = tempfile::tempdir().unwrap();
+        let small = Caps {
+            bytes: 1000,
+            entries: 10,
+        };
+        let got = format!(
+            "{:#}",
+            extract_from(raw.bytes().as_slice(), dir.path(), small).unwrap_err()
+        );
+        assert!(got.contains("unpacks to more than"), "{got}");
+        let mut many = Raw::new();
+        for n in 0..11 {
+            many = many.file(&format!("t/{n}"), "");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let got = format!(
+            "{:#}",
+            extract_from(many.bytes().as_slice(), dir.path(), small).unwrap_err()
+        );
+        assert!(got.contains("more than 10 entries"), "{got}");
     }
 }

@@ -47,6 +47,8 @@ pub fn ensure(pin: &Pin, cache: &Cache) -> Result<(Source, Origin)> {
     if let Some(src) = cached(pin, cache) {
         return Ok((src, Origin::Cache));
     }
+    cache.sweep("source")?;
+    cache.sweep("downloads")?;
     let downloads = cache.scratch("downloads")?;
     let mut failures = Vec::new();
     for url in &pin.urls {
@@ -110,6 +112,7 @@ pub fn import(pin: &Pin, cache: &Cache, archive: &Path) -> Result<(Source, Origi
         bail!("cannot import {}: no such file", archive.display());
     }
     let _lock = cache.lock("source")?;
+    cache.sweep("source")?;
     let src = install(pin, cache, archive)?;
     Ok((src, Origin::Import(archive.to_path_buf())))
 }
@@ -129,6 +132,7 @@ pub fn import_unpinned(
         bail!("cannot import {}: no such file", archive.display());
     }
     let _lock = cache.lock("source")?;
+    cache.sweep("source")?;
     let scratch = cache.scratch("source")?;
     let tree = scratch.path().join("tree");
     fs::create_dir(&tree)?;

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     nic::Nic,
+    vm::network::Network,
     vm::vmconfig::{self, Request},
     vm::vsphere::{self, Datastore, Session, Vm},
 };
@@ -47,11 +48,7 @@ pub struct Target {
     pub datastore: String,
     pub nic: &'static Nic,
     pub ethernet: u8,
-    pub ip: String,
-    pub gateway: String,
-    pub dns: String,
-    pub chain: String,
-    pub scriptlet: Option<String>,
+    pub network: Network,
     /// Switch an EFI VM to BIOS firmware in the same reconfiguration.
     pub set_bios: bool,
 }
@@ -77,11 +74,7 @@ pub fn keys(target: &Target, rom: &Rom) -> Result<BTreeMap<String, String>> {
         nic: target.nic,
         ethernet: target.ethernet,
         rom_path: vsphere::vmfs_path(&target.datastore, &rom.datastore_path()),
-        ip: target.ip.clone(),
-        gateway: target.gateway.clone(),
-        dns: target.dns.clone(),
-        chain: target.chain.clone(),
-        scriptlet: target.scriptlet.clone(),
+        network: target.network.clone(),
         rom: Some(rom.facts.clone()),
         rom_has_https: rom.https,
     })

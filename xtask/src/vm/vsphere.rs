@@ -560,10 +560,17 @@ fn option_values(val: Node) -> Result<BTreeMap<String, String>> {
 /// `https://host/sdk` from what govc accepts: `host`, `https://host`, `https://user:pw@host/sdk`.
 /// Returns the URL without credentials, and the user and password it held.
 pub fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>)> {
+    // What stands before `://` is a scheme only if it is spelled like one (RFC 3986); else the
+    // `://` belongs to the user info, which is never echoed: it may hold the password.
+    let is_scheme = |s: &str| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    };
     let (scheme, rest) = match raw.split_once("://") {
         Some((s, r)) if s == "https" || s == "http" => (s, r),
-        Some((s, _)) => bail!("GOVC_URL/--url scheme '{s}' is not https"),
-        None => ("https", raw),
+        Some((s, _)) if is_scheme(s) => bail!("GOVC_URL/--url scheme '{s}' is not https"),
+        _ => ("https", raw),
     };
     let (auth, hostpath) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
@@ -718,6 +725,17 @@ mod tests {
         assert_eq!(user.as_deref(), Some("admin@vsphere.local"));
         assert_eq!(pw.unwrap().expose(), "p:ss");
         assert!(parse_url("ftp://x").is_err());
+        // A password with `://` in it is not a scheme, and no error repeats it.
+        let (url, user, pw) = parse_url("admin:Secret://x@vc").unwrap();
+        assert_eq!(
+            (url.as_str(), user.as_deref()),
+            ("https://vc/sdk", Some("admin"))
+        );
+        assert_eq!(pw.unwrap().expose(), "Secret://x");
+        for bad in ["admin:Secret@", "ftp+x://admin:Secret@"] {
+            let err = format!("{:#}", parse_url(bad).unwrap_err());
+            assert!(!err.contains("Secret"), "{err}");
+        }
         assert_eq!(
             format!("{:?}", Secret::new("hunter2".into())),
             "Secret(***)"
