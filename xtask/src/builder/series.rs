@@ -233,8 +233,7 @@ fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read ipxe-patches/{file}"))?;
-    let digest =
-        patch::digest(&text).with_context(|| format!("patch {file} is not a unified diff"))?;
+    let digest = patch::digest(&text).with_context(|| format!("patch {file}"))?;
     Ok((
         PatchSpec {
             name: file.to_string(),

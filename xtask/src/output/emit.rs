@@ -396,7 +396,7 @@ mod tests {
         let m = populated();
         let json = m.to_json();
         let expected = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../tests/expected/manifest.json");
+            .join("../tests/it/expected/manifest.json");
         if std::env::var("UPDATE_EXPECT").as_deref() == Ok("1") {
             fs::write(&expected, &json).unwrap();
             panic!("updated {}; review the diff and rerun", expected.display());

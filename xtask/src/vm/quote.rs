@@ -3,11 +3,13 @@
 //! parsers. [`check_text`] refuses, up front, what no VMware key should hold at all.
 
 use anyhow::{bail, Result};
+use unicode_normalization::UnicodeNormalization;
 
 /// Refuses control characters (C0, DEL, C1), line and paragraph separators, the byte-order
 /// mark and bidirectional controls: a VMware key holds one line of text, and a bidi control
 /// makes printed code read differently from what runs. The error names the character and its
-/// position (counted in characters from 1).
+/// position (counted in characters from 1). Text must also be in Unicode NFC: Terraform
+/// normalizes every string literal, so it would set another value than the other formats.
 pub fn check_text(what: &str, value: &str) -> Result<()> {
     for (n, c) in value.chars().enumerate() {
         let kind = match c {
@@ -22,6 +24,20 @@ pub fn check_text(what: &str, value: &str) -> Result<()> {
         bail!(
             "{what} has {kind}, U+{:04X}, at character {}: VMware keys hold one line of \
              printable text; remove it (put several iPXE commands on one line, joined by &&)",
+            c as u32,
+            n + 1
+        );
+    }
+    if !value.nfc().eq(value.chars()) {
+        let n = value
+            .chars()
+            .zip(value.nfc())
+            .take_while(|(a, b)| a == b)
+            .count();
+        let c = value.chars().nth(n).or(value.chars().last()).unwrap_or(' ');
+        bail!(
+            "{what} is not in Unicode NFC (U+{:04X} at character {} composes with its \
+             neighbour); Terraform would change it: type it composed",
             c as u32,
             n + 1
         );
@@ -179,6 +195,11 @@ mod tests {
             assert!(check_text("x", bad).is_err(), "{bad:?}");
         }
         check_text("x", "ünïcödé ${filename} 'q' \"dq\" ’").unwrap();
+        let err = check_text("--vm", "abe\u{301}").unwrap_err().to_string();
+        assert!(
+            err.contains("not in Unicode NFC (U+0065 at character 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //
 // Build (Debian: golang-go, golang-github-vmware-govmomi-dev):
 //
-//	GOPATH=/usr/share/gocode GO111MODULE=off go build -o vcsim ./tests/support/vcsim
+//	GOPATH=/usr/share/gocode GO111MODULE=off go build -o vcsim ./tests/it/support/vcsim
 package main
 
 import (

@@ -1,10 +1,8 @@
 //! Fast rebuilds that stay exact: the output cache, incremental build trees, and `verify`.
 
-mod support;
-
 use std::fs;
 
-use support::*;
+use crate::support::*;
 use xtask::source::digest::digest_dir;
 
 fn build(project: &Project) -> std::process::Output {

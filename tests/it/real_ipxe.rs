@@ -1,11 +1,9 @@
 //! The real thing: the pinned iPXE source from the tool's own cache, built natively and in
 //! Docker. Skipped, saying how to enable them, where the cache does not hold the pinned source.
 
-mod support;
-
 use std::{fs, path::PathBuf};
 
-use support::*;
+use crate::support::*;
 use xtask::{
     cache::Cache, check::romcheck, nic::Nic, output::emit::Manifest, source, source::pin::Pin,
 };
@@ -492,8 +490,8 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
     }
     let tls = tempfile::tempdir().unwrap();
     fs::create_dir(tls.path().join("www")).unwrap();
-    support::pki::lab_ca(tls.path(), "good", "10.0.2.2");
-    support::pki::lab_ca(tls.path(), "bad", "10.0.2.2");
+    crate::support::pki::lab_ca(tls.path(), "good", "10.0.2.2");
+    crate::support::pki::lab_ca(tls.path(), "bad", "10.0.2.2");
     let report_port = 18095;
     fs::write(
         tls.path().join("www/boot.ipxe"),

@@ -2,12 +2,10 @@
 //! from the tests' own iPXE-shaped tree. What deploy wrote is read back through the API and the
 //! datastore's HTTP interface, and compared with what `vmx --format json` prints.
 
-mod support;
-
 use std::{collections::BTreeMap, process::Output};
 
+use crate::support::{vcsim::Vcsim, *};
 use sha2::{Digest, Sha256};
-use support::{vcsim::Vcsim, *};
 use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
 
 const ADDRESSES: &[&str] = &[
@@ -53,7 +51,7 @@ impl World {
 
     /// `deploy` with govc's environment: the password only in GOVC_PASSWORD.
     fn deploy(&self, extra: &[&str]) -> Output {
-        self.deploy_with_password(support::vcsim::PASSWORD, extra)
+        self.deploy_with_password(crate::support::vcsim::PASSWORD, extra)
     }
 
     fn deploy_with_password(&self, password: &str, extra: &[&str]) -> Output {
@@ -66,7 +64,7 @@ impl World {
             .args(ADDRESSES)
             .args(extra)
             .env("GOVC_URL", &self.vcsim.url)
-            .env("GOVC_USERNAME", support::vcsim::USER)
+            .env("GOVC_USERNAME", crate::support::vcsim::USER)
             .env("GOVC_PASSWORD", password)
             .env("GOVC_TLS_CA_CERTS", &self.vcsim.ca)
             .env_remove("GOVC_INSECURE")
@@ -106,8 +104,8 @@ impl World {
                 ca_file: Some(self.vcsim.ca.clone()),
             },
             &Credentials {
-                username: support::vcsim::USER.into(),
-                password: Secret::new(support::vcsim::PASSWORD.into()),
+                username: crate::support::vcsim::USER.into(),
+                password: Secret::new(crate::support::vcsim::PASSWORD.into()),
             },
         )
         .unwrap()
@@ -245,6 +243,16 @@ fn every_refusal_names_the_fix_and_changes_nothing() {
         (
             &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--chain", "http://boot.example/a b"],
             "whitespace",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--scriptlet", "chain x\rreboot"],
+            "--scriptlet has a control character, U+000D, at character 8",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM0", "--nic", "e1000", "--ethernet", "12"],
+            "--ethernet 12: a VM has ethernet0 to ethernet9",
             None,
         ),
     ];

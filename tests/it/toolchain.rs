@@ -2,11 +2,9 @@
 //! mismatch, imported offline, and staged into the image's build context exactly.
 //! The real lock builds the published bytes in tests/real_ipxe.rs.
 
-mod support;
-
 use std::{collections::BTreeMap, fs};
 
-use support::*;
+use crate::support::*;
 use xtask::{builder::toolchain::Lock, cache::Cache, util::sha256_hex};
 
 struct Fake {

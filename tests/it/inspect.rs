@@ -1,10 +1,8 @@
 //! `inspect` on real third-party ROMs (Debian's ipxe-qemu) and on ROMs the tests build.
 
-mod support;
-
 use std::{path::Path, process::Command};
 
-use support::*;
+use crate::support::*;
 
 const DEBIAN_ROMS: &str = "/usr/lib/ipxe/qemu";
 

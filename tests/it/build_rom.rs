@@ -1,11 +1,9 @@
 //! build-rom end to end on the tiny iPXE-shaped tree: real make, real profile rendering, real
 //! patches, real ROM checks and outputs, and a real Docker build.
 
-mod support;
-
 use std::{fs, process::Command};
 
-use support::*;
+use crate::support::*;
 use xtask::{check::romcheck, output::emit::Manifest};
 
 fn build(project: &Project, extra: &[&str]) -> std::process::Output {

@@ -1,11 +1,9 @@
 //! Checks of the repository itself: profiles parse, the README documents every command, and the
 //! README's figures agree with the committed budget, manifest and pin.
 
-mod support;
-
 use std::{fs, process::Command};
 
-use support::*;
+use crate::support::*;
 use xtask::{
     builder::profile, check::budget::Budget, nic::Nic, output::emit::Manifest, source::pin::Pin,
 };

@@ -1,5 +1,5 @@
 //! A real vSphere API server for the deploy tests: govmomi's simulator (vcsim) from Debian's
-//! golang-github-vmware-govmomi-dev, through our small main in tests/support/vcsim/, built once
+//! golang-github-vmware-govmomi-dev, through our small main in tests/it/support/vcsim/, built once
 //! in GOPATH mode into the target directory.
 
 use std::{
@@ -52,14 +52,14 @@ fn binary() -> Option<PathBuf> {
     }
     let out = repo().join("target/vcsim/vcsim");
     let _guard = BUILD.lock().unwrap();
-    let src = repo().join("tests/support/vcsim/main.go");
+    let src = repo().join("tests/it/support/vcsim/main.go");
     let fresh = out.metadata().and_then(|m| m.modified()).ok()
         >= src.metadata().and_then(|m| m.modified()).ok();
     if !out.is_file() || !fresh {
         let built = Command::new("go")
             .args(["build", "-o"])
             .arg(&out)
-            .arg("./tests/support/vcsim")
+            .arg("./tests/it/support/vcsim")
             .current_dir(repo())
             .env("GOPATH", "/usr/share/gocode")
             .env("GO111MODULE", "off")

@@ -1,11 +1,9 @@
 //! The source stage end to end: download from a loopback server, digest, cache, offline import,
 //! and every refusal leaving the cache as it was.
 
-mod support;
-
 use std::{fs, path::Path};
 
-use support::*;
+use crate::support::*;
 
 fn source_entries(cache: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(cache.join("source"))

@@ -2,11 +2,9 @@
 //! loopback server by digest or imported offline, applied at a recorded whole-hunk offset, and
 //! every way that must be refused.
 
-mod support;
-
 use std::fs;
 
-use support::*;
+use crate::support::*;
 use xtask::output::emit::Manifest;
 
 /// core/main.c of the fake tree is `int main ( void ) {\n\treturn 0;\n}\n`; this upstream fix

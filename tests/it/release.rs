@@ -1,11 +1,9 @@
 //! `release` end to end on the tiny iPXE-shaped tree: every profile, checks, verify, budget,
 //! provenance and a tarball that is itself reproducible.
 
-mod support;
-
 use std::{fs, process::Command};
 
-use support::*;
+use crate::support::*;
 
 fn release(project: &Project, dist: &str, runtime: &[&str]) -> std::process::Output {
     let dist = project.path(dist);

@@ -1,12 +1,10 @@
 //! `vmx` output against expected files in tests/vmx/, per NIC and format, and against the
 //! parsers of the tools that read it: every format must give the keys `--format json` gives.
-//! `UPDATE_EXPECT=1 cargo test --test vmx` rewrites the files; review the diff.
-
-mod support;
+//! `UPDATE_EXPECT=1 cargo test --test it vmx::` rewrites the files; review the diff.
 
 use std::{collections::BTreeMap, fs, process::Command};
 
-use support::*;
+use crate::support::*;
 
 fn vmx(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -57,7 +55,7 @@ fn every_nic_and_format_matches_its_expected_file() {
             args.extend_from_slice(NETWORK);
             let out = vmx(&args);
             ok(&out);
-            let path = repo().join(format!("tests/vmx/{nic}.{format}"));
+            let path = repo().join(format!("tests/it/vmx_expected/{nic}.{format}"));
             if update {
                 if fs::read(&path).ok().as_deref() != Some(out.stdout.as_slice()) {
                     fs::write(&path, &out.stdout).unwrap();
@@ -74,7 +72,7 @@ fn every_nic_and_format_matches_its_expected_file() {
     );
     assert!(
         stale.is_empty(),
-        "output differs from (run UPDATE_EXPECT=1 cargo test --test vmx):\n{}",
+        "output differs from (run UPDATE_EXPECT=1 cargo test --test it vmx::):\n{}",
         stale.join("\n")
     );
 }

@@ -1,11 +1,9 @@
 //! The boot harness on real third-party ROMs (Debian's ipxe-qemu), so it runs on a fresh machine
 //! before any iPXE source is imported. Our own ROMs boot in tests/real_ipxe.rs.
 
-mod support;
-
 use std::{path::Path, process::Command};
 
-use support::*;
+use crate::support::*;
 
 fn have_qemu() -> bool {
     let ok = Command::new("qemu-system-x86_64")

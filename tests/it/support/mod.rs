@@ -1,8 +1,6 @@
 //! Shared pieces of the end-to-end tests: a tiny iPXE-shaped source tree, a project around it,
 //! a loopback HTTP server, the builder's base image, and a runner for the real binary.
 
-#![allow(dead_code)]
-
 pub mod pki;
 pub mod vcsim;
 
