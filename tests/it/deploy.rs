@@ -8,14 +8,6 @@ use crate::support::{vcsim::Vcsim, *};
 use sha2::{Digest, Sha256};
 use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
 
-const ADDRESSES: &[&str] = &[
-    "--ip",
-    "10.0.0.11/24",
-    "--gateway",
-    "10.0.0.1",
-    "--dns",
-    "10.0.0.2",
-];
 /// Given unless a case gives its own.
 const DEFAULTS: &[(&str, &str)] = &[
     ("--datastore", "LocalDS_0"),

@@ -308,14 +308,7 @@ fn a_forged_or_stale_manifest_is_not_believed() {
                 "--rom-path",
                 "/vmfs/volumes/ds/x.rom",
             ])
-            .args([
-                "--ip",
-                "10.0.0.11/24",
-                "--gateway",
-                "10.0.0.1",
-                "--dns",
-                "10.0.0.2",
-            ])
+            .args(ADDRESSES)
             .args(["--chain", chain, "--rom", rom_file.to_str().unwrap()])
             .output()
             .unwrap()
@@ -342,14 +335,7 @@ fn a_password_never_reaches_an_error_or_the_command_line() {
     let deploy = |url_env: Option<&str>, extra: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
         cmd.args(["deploy", "--vm", "v", "--datastore", "ds", "--nic", "e1000"])
-            .args([
-                "--ip",
-                "10.0.0.11/24",
-                "--gateway",
-                "10.0.0.1",
-                "--dns",
-                "10.0.0.2",
-            ])
+            .args(ADDRESSES)
             .args(["--chain", "http://b/x", "--rom", file.to_str().unwrap()])
             .args(extra)
             .env_remove("GOVC_URL")
@@ -634,6 +620,18 @@ fn every_accepted_value_survives_every_format_and_its_parser() {
     govc_through_bash(&cases);
 }
 
+/// Runs a script with bash from a file: one argument holds at most 128 KiB.
+fn bash(script: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("script.sh");
+    fs::write(&file, script).unwrap();
+    Command::new("bash")
+        .arg(&file)
+        .env("HOME", "/home-must-not-expand")
+        .output()
+        .unwrap()
+}
+
 /// Runs every case's govc commands in one bash, with a `govc` function that prints its
 /// arguments NUL-separated, and compares them with the keys.
 fn govc_through_bash(cases: &[Case]) {
@@ -642,12 +640,7 @@ fn govc_through_bash(cases: &[Case]) {
         script.push_str(&case.govc);
         script.push_str("printf '\\2'\n");
     }
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .env("HOME", "/home-must-not-expand")
-        .output()
-        .unwrap();
+    let out = bash(&script);
     ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let runs: Vec<&str> = text.split('\u{2}').collect();
@@ -687,14 +680,7 @@ fn powercli_output_keeps_a_typographic_quote_inside_its_string() {
             "--rom-path",
             "/vmfs/volumes/ds/r.rom",
         ])
-        .args([
-            "--ip",
-            "10.0.0.11/24",
-            "--gateway",
-            "10.0.0.1",
-            "--dns",
-            "10.0.0.2",
-        ])
+        .args(ADDRESSES)
         .args(["--chain", "http://b/x", "--format", "powercli"])
         .args(["--vm", "web’; Stop-Computer; ’"])
         .output()
@@ -711,10 +697,6 @@ fn powercli_output_keeps_a_typographic_quote_inside_its_string() {
 /// the keys `--format json` gives, for a scriptlet that HCL would otherwise interpolate.
 #[test]
 fn terraform_console_reads_the_keys_vmx_prints() {
-    if Command::new("terraform").arg("version").output().is_err() {
-        skip("terraform is not on PATH; hcl-rs still parses every Terraform output");
-        return;
-    }
     let vmx = |format: &str| {
         let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
             .args([
@@ -724,14 +706,7 @@ fn terraform_console_reads_the_keys_vmx_prints() {
                 "--rom-path",
                 "/vmfs/volumes/data store/r ’.rom",
             ])
-            .args([
-                "--ip",
-                "10.0.0.11/24",
-                "--gateway",
-                "10.0.0.1",
-                "--dns",
-                "10.0.0.2",
-            ])
+            .args(ADDRESSES)
             .args(["--chain", "http://b/x?a=1&b=%41", "--format", format])
             .args([
                 "--scriptlet",
@@ -742,15 +717,29 @@ fn terraform_console_reads_the_keys_vmx_prints() {
         ok(&out);
         stdout(&out)
     };
+    let block = format!("locals {{\n{}}}\n", vmx("terraform"));
+    let Some(got) = terraform_console(&block, "local.extra_config") else {
+        return;
+    };
+    let mut want: BTreeMap<String, String> = serde_json::from_str(&vmx("json")).unwrap();
+    want.remove("ethernet0.virtualDev");
+    assert_eq!(
+        serde_json::from_value::<BTreeMap<String, String>>(got).unwrap(),
+        want
+    );
+}
+
+/// `expr` as Terraform evaluates it in a module of `main_tf`, as JSON; None (with a SKIP)
+/// where no `terraform` is on PATH.
+fn terraform_console(main_tf: &str, expr: &str) -> Option<serde_json::Value> {
+    if Command::new("terraform").arg("version").output().is_err() {
+        skip("terraform is not on PATH; hcl-rs still parses every Terraform output");
+        return None;
+    }
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("main.tf"),
-        format!("locals {{\n{}}}\n", vmx("terraform")),
-    )
-    .unwrap();
+    fs::write(dir.path().join("main.tf"), main_tf).unwrap();
     let mut console = Command::new("terraform")
-        .arg("console")
-        .arg("-no-color")
+        .args(["console", "-no-color"])
         .current_dir(dir.path())
         .env("TF_CLI_CONFIG_FILE", "/dev/null")
         .env("CHECKPOINT_DISABLE", "1")
@@ -759,19 +748,32 @@ fn terraform_console_reads_the_keys_vmx_prints() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Base64, so that console's own way of printing a string does not matter.
+    let line = format!("base64encode(jsonencode({expr}))\n");
     console
         .stdin
         .take()
         .unwrap()
-        .write_all(b"jsonencode(local.extra_config)\n")
+        .write_all(line.as_bytes())
         .unwrap();
     let out = console.wait_with_output().unwrap();
     ok(&out);
-    let line: String = serde_json::from_str(stdout(&out).trim()).unwrap();
-    let got: BTreeMap<String, String> = serde_json::from_str(&line).unwrap();
-    let mut want: BTreeMap<String, String> = serde_json::from_str(&vmx("json")).unwrap();
-    want.remove("ethernet0.virtualDev");
-    assert_eq!(got, want);
+    let b64 = stdout(&out).trim().trim_matches('"').to_string();
+    let mut decode = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    decode
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b64.as_bytes())
+        .unwrap();
+    let json = decode.wait_with_output().unwrap();
+    ok(&json);
+    Some(serde_json::from_slice(&json.stdout).unwrap())
 }
 
 /// A Python with PyYAML, the YAML parser Ansible uses: Debian's python3-yaml, else whatever
@@ -819,11 +821,7 @@ fn every_quoting_function_round_trips_any_string() {
     for s in &words {
         script.push_str(&format!("printf '%s\\0' {}\n", quote::shell(s)));
     }
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = bash(&script);
     ok(&out);
     let got: Vec<&str> = std::str::from_utf8(&out.stdout)
         .unwrap()
@@ -866,58 +864,18 @@ fn every_quoting_function_round_trips_any_string() {
 /// Terraform's own HCL parser, stricter than hcl-rs (a raw newline ends a quoted string there):
 /// one `terraform console` evaluates every quoted string.
 fn terraform_reads_back(strings: &[String]) {
-    if Command::new("terraform").arg("version").output().is_err() {
-        skip("terraform is not on PATH; hcl-rs still read every quoted string");
-        return;
-    }
     // Terraform normalizes string literals to NFC; check_text refuses other text for that.
     let strings: Vec<String> = strings
         .iter()
         .filter(|s| s.nfc().eq(s.chars()))
         .cloned()
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let list: Vec<String> = strings.iter().map(|s| xtask::vm::quote::hcl(s)).collect();
-    fs::write(
-        dir.path().join("main.tf"),
-        format!("locals {{\n  all = [\n{}\n  ]\n}}\n", list.join(",\n")),
-    )
-    .unwrap();
-    let mut console = Command::new("terraform")
-        .args(["console", "-no-color"])
-        .current_dir(dir.path())
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("CHECKPOINT_DISABLE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    console
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"base64encode(jsonencode(local.all))\n")
-        .unwrap();
-    let out = console.wait_with_output().unwrap();
-    ok(&out);
-    // Base64, so that console's own way of printing a string does not matter.
-    let b64 = stdout(&out).trim().trim_matches('"').to_string();
-    let mut decode = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b64.as_bytes())
-        .unwrap();
-    let json = decode.wait_with_output().unwrap();
-    ok(&json);
-    let got: Vec<String> = serde_json::from_slice(&json.stdout).unwrap();
+    let main_tf = format!("locals {{\n  all = [\n{}\n  ]\n}}\n", list.join(",\n"));
+    let Some(got) = terraform_console(&main_tf, "local.all") else {
+        return;
+    };
+    let got: Vec<String> = serde_json::from_value(got).unwrap();
     assert_eq!(got.len(), strings.len());
     let wrong: Vec<_> = strings
         .iter()

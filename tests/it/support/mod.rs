@@ -82,6 +82,16 @@ pub fn write_tar_gz(tree: &Path, prefix: &str, out: &Path) {
     tar.into_inner().unwrap().finish().unwrap();
 }
 
+/// A valid static address, gateway and DNS server, as `vmx` and `deploy` take them.
+pub const ADDRESSES: &[&str] = &[
+    "--ip",
+    "10.0.0.11/24",
+    "--gateway",
+    "10.0.0.1",
+    "--dns",
+    "10.0.0.2",
+];
+
 /// A project directory like the repository, pinned to the fake source.
 pub struct Project {
     pub dir: tempfile::TempDir,
