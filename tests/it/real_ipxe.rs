@@ -597,23 +597,17 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
 
     // vmx takes https:// for this ROM, and refuses it for the default one.
     let vmx = |rom: &std::path::Path| {
-        real.xtask(&[
+        let mut args = vec![
             "vmx",
             "--nic",
             "vmxnet3",
             "--rom-path",
-            "/vmfs/volumes/ds/15ad07b0.rom",
-            "--ip",
-            "10.0.0.11/24",
-            "--gateway",
-            "10.0.0.1",
-            "--dns",
-            "10.0.0.2",
-            "--chain",
-            "https://boot.example/boot.ipxe",
-            "--rom",
-            rom.to_str().unwrap(),
-        ])
+            "/vmfs/volumes/ds/x.rom",
+        ];
+        args.extend_from_slice(ADDRESSES);
+        args.extend(["--chain", "https://boot.example/boot.ipxe"]);
+        args.extend(["--rom", rom.to_str().unwrap()]);
+        real.xtask(&args)
     };
     ok(&vmx(&rom));
     let plain = real.out("plain");

@@ -60,6 +60,12 @@ pub struct Ctx {
 }
 
 fn main() -> ExitCode {
+    // govc treats an empty GOVC_* variable as unset; so do our flags that read them.
+    for (name, value) in std::env::vars_os() {
+        if value.is_empty() && name.to_string_lossy().starts_with("GOVC_") {
+            std::env::remove_var(name);
+        }
+    }
     let cli = Cli::parse();
     let run = || -> anyhow::Result<()> {
         let ctx = Ctx {

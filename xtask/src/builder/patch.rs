@@ -72,8 +72,7 @@ pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
         offsets.append(&mut moved);
     }
     for (fp, write) in writes {
-        let path = inside(root, &fp.path)
-            .map_err(|why| anyhow::anyhow!("patch {name} targets '{}': {why}", fp.path))?;
+        let path = inside(root, &fp.path).map_err(|why| outside(fp, &why))?;
         match write {
             None => fs::remove_file(&path).with_context(|| format!("cannot delete {}", fp.path))?,
             Some(text) => {
@@ -188,15 +187,17 @@ fn parse(text: &str) -> Result<Vec<FilePatch>> {
 /// Every file section's path stays in the tree, as text (links are followed when applying).
 fn check_paths(files: &[FilePatch]) -> Result<()> {
     for fp in files {
-        check_relative(&fp.path).map_err(|why| {
-            anyhow::anyhow!(
-                "hunk 1 ({}) targets '{}': {why}; a patch may change files inside the iPXE tree only",
-                fp.hunks[0].header,
-                fp.path.escape_debug()
-            )
-        })?;
+        check_relative(&fp.path).map_err(|why| outside(fp, &why))?;
     }
     Ok(())
+}
+
+fn outside(fp: &FilePatch, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "hunk 1 ({}) targets '{}': {why}; a patch may change files inside the iPXE tree only",
+        fp.hunks[0].header,
+        fp.path.escape_debug()
+    )
 }
 
 /// Why a patch's target path (after `-p1`) could leave the tree: absolute, empty, or with a `.`,
@@ -345,13 +346,7 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
 
 /// The file's new text (None: delete it) and the hunks that moved; writes nothing.
 fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, Vec<Offset>)> {
-    let path = inside(root, &fp.path).map_err(|why| {
-        anyhow::anyhow!(
-            "hunk 1 ({}) targets '{}': {why}; a patch may change files inside the iPXE tree only",
-            fp.hunks[0].header,
-            fp.path
-        )
-    })?;
+    let path = inside(root, &fp.path).map_err(|why| outside(fp, &why))?;
     let original = if fp.create {
         if path.exists() {
             bail!("{} would be created, but it already exists", fp.path);

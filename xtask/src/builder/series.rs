@@ -102,7 +102,7 @@ fn cached_path(cache: &Cache, digest: &str) -> Result<PathBuf> {
 /// leaves the cache as it was.
 fn store(cache: &Cache, entry: &Entry, text: &str, from: &str) -> Result<PathBuf> {
     let want = entry.digest.as_deref().unwrap_or_default();
-    let got = patch::digest(text).with_context(|| format!("{from} is not a patch"))?;
+    let got = patch::digest(text).with_context(|| from.to_string())?;
     if got != want {
         bail!(
             "{from} does not match {} in the series: its digest is {got}, the series names {want}",
@@ -149,8 +149,7 @@ pub fn fetch(project: &Project, cache: &Cache) -> Result<Vec<(Entry, Got)>> {
 pub fn import(project: &Project, cache: &Cache, file: &Path) -> Result<Entry> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read --patch {}", file.display()))?;
-    let digest = patch::digest(&text)
-        .with_context(|| format!("--patch {} is not a patch", file.display()))?;
+    let digest = patch::digest(&text).with_context(|| format!("--patch {}", file.display()))?;
     let series = load(project)?;
     let Some(entry) = series
         .iter()

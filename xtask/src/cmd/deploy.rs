@@ -57,8 +57,7 @@ pub struct Args {
     #[arg(long, env = "GOVC_INSECURE", value_parser = clap::builder::FalseyValueParser::new())]
     insecure: bool,
     /// Trust the CA certificates in this PEM file (e.g. vCenter's VMCA root)
-    /// [env: GOVC_TLS_CA_CERTS; empty is unset, as for govc]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "GOVC_TLS_CA_CERTS", value_name = "FILE")]
     ca_file: Option<PathBuf>,
 }
 
@@ -123,7 +122,7 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
     let (raw_url, from_flag) = match &args.url {
         Some(url) => (url.clone(), true),
         None => (
-            env_set("GOVC_URL").context(
+            std::env::var("GOVC_URL").ok().context(
                 "no vSphere URL: set GOVC_URL or pass --url https://vcenter.example/sdk",
             )?,
             false,
@@ -148,7 +147,7 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
             .read_to_string(&mut s)
             .context("cannot read the password from standard input")?;
         Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
-    } else if let Some(p) = env_set("GOVC_PASSWORD") {
+    } else if let Ok(p) = std::env::var("GOVC_PASSWORD") {
         Secret::new(p)
     } else if let Some(p) = url_password {
         p
@@ -159,16 +158,8 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
         Endpoint {
             url,
             insecure: args.insecure,
-            ca_file: args
-                .ca_file
-                .clone()
-                .or_else(|| env_set("GOVC_TLS_CA_CERTS").map(PathBuf::from)),
+            ca_file: args.ca_file.clone(),
         },
         Credentials { username, password },
     ))
-}
-
-/// An environment variable, unless it is unset, empty or not UTF-8: govc reads them so.
-fn env_set(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
