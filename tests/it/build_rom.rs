@@ -682,3 +682,56 @@ fn building_one_nic_keeps_the_others_built_from_the_same_inputs() {
     );
     assert_eq!(read_sums(&out).lines().count(), 1);
 }
+
+/// A fresh clone's first build: the ROMs are the bytes the tracked record lists, but the record
+/// came from another runtime. The record stays byte for byte (git shows only the new ROM), until
+/// `--record` asks for it to be rewritten.
+#[test]
+fn a_build_of_the_recorded_bytes_keeps_the_tracked_record() {
+    let project = Project::new(&[]);
+    project.import();
+    let build = |args: &[&str]| {
+        let mut all = vec!["build-rom", "--runtime", "native"];
+        all.extend_from_slice(args);
+        project.xtask(&all)
+    };
+    ok(&build(&["--nic", "all"]));
+    let out = project.path("roms/vmware");
+    // As a container build recorded it, and as a clone has it: records, no ROM files.
+    let manifest = out.join("manifest.json");
+    let text = fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("\"native\"", "\"docker\"");
+    fs::write(&manifest, &text).unwrap();
+    for rom in ["15ad07b0.rom", "8086100f.rom", "808610d3.rom"] {
+        fs::remove_file(out.join(rom)).unwrap();
+    }
+    let sums = read_sums(&out);
+
+    let first = build(&["--nic", "vmxnet3"]);
+    ok(&first);
+    assert!(
+        stdout(&first).contains("its record is kept as it stands"),
+        "{}",
+        stdout(&first)
+    );
+    assert_eq!(
+        fs::read_to_string(&manifest).unwrap(),
+        text,
+        "manifest.json unchanged"
+    );
+    assert_eq!(
+        read_sums(&out),
+        sums,
+        "SHA256SUMS unchanged, every NIC still listed"
+    );
+    assert!(out.join("15ad07b0.rom").is_file());
+
+    ok(&build(&["--nic", "vmxnet3", "--record"]));
+    assert_ne!(
+        fs::read_to_string(&manifest).unwrap(),
+        text,
+        "--record rewrites it"
+    );
+    assert_eq!(read_sums(&out).lines().count(), 1, "from this build alone");
+}

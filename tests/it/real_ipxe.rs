@@ -842,3 +842,34 @@ fn the_locked_toolchain_rebuilds_the_published_bytes_with_no_network() {
             .output();
     }
 }
+
+/// The README's main command on a fresh clone: the tracked record of `roms/vmware` (from a
+/// container build) stays byte for byte, so `git status` shows only the new, untracked ROM.
+#[test]
+fn the_first_build_on_a_clone_leaves_the_tracked_record_alone() {
+    let Some(real) = Real::find() else { return };
+    let out = real.out("roms/vmware");
+    fs::create_dir_all(&out).unwrap();
+    let tracked: Vec<(&str, Vec<u8>)> = ["SHA256SUMS", "manifest.json"]
+        .into_iter()
+        .map(|f| (f, fs::read(repo().join("roms/vmware").join(f)).unwrap()))
+        .collect();
+    for (file, bytes) in &tracked {
+        fs::write(out.join(file), bytes).unwrap();
+    }
+    let run = real.xtask(&["build-rom", "--nic", "vmxnet3", "--runtime", "native"]);
+    ok(&run);
+    for (file, bytes) in &tracked {
+        assert!(
+            fs::read(out.join(file)).unwrap() == *bytes,
+            "{file} was rewritten:\n{}",
+            stdout(&run)
+        );
+    }
+    let mut names: Vec<String> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["15ad07b0.rom", "SHA256SUMS", "manifest.json"]);
+}

@@ -1,5 +1,5 @@
-//! Checks of the repository itself: profiles parse, the README documents every command, and the
-//! README's figures agree with the committed budget, manifest and pin.
+//! Checks of the repository itself: profiles parse, the README documents every command and stays
+//! short, and the README and docs/ agree with the committed budget, manifest and pin.
 
 use std::{fs, process::Command};
 
@@ -8,8 +8,38 @@ use xtask::{
     builder::profile, check::budget::Budget, nic::Nic, output::emit::Manifest, source::pin::Pin,
 };
 
+/// The README and every page of `docs/`: what a user reads, in which the figures must agree.
 fn readme() -> String {
-    fs::read_to_string(repo().join("README.md")).unwrap()
+    let mut text = fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut pages: Vec<_> = fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    pages.sort();
+    for page in pages {
+        text.push_str(&fs::read_to_string(page).unwrap());
+    }
+    text
+}
+
+/// The README stays short and points into `docs/`; every page it links to exists.
+#[test]
+fn the_readme_is_short_and_its_links_hold() {
+    let text = fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines = text.lines().count();
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; move detail into docs/"
+    );
+    for page in text.split("](docs/").skip(1) {
+        let file = page.split([')', '#']).next().unwrap();
+        assert!(
+            repo().join("docs").join(file).is_file(),
+            "README links to docs/{file}, which is missing"
+        );
+    }
 }
 
 #[test]

@@ -79,6 +79,10 @@ pub struct Args {
     /// Output directory, replaced whole [default: roms/<profile>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// Rewrite SHA256SUMS and manifest.json from this build even where the ROMs are the bytes
+    /// they already list (otherwise such a record is kept as it stands)
+    #[arg(long)]
+    record: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
@@ -89,7 +93,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         .unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));
     let mut files = outcome.files();
     let mut manifest = outcome.manifest.clone();
-    let carried = emit::carry_over(&out, &mut files, &mut manifest)?;
+    let carried = emit::carry_over(&out, &mut files, &mut manifest, args.record)?;
     emit::write(&out, &files, &manifest)?;
     println!(
         "{:<14} {:<8} {:>7} {:>7} {:>8}  sha256",
@@ -119,6 +123,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
                     carried.records_only.join(", ")
                 )
             }
+        );
+    }
+    if carried.record_kept {
+        println!(
+            "the ROMs are the bytes {} already lists: its record is kept as it stands \
+             (--record rewrites it from this build)",
+            out.join(emit::SUMS).display()
         );
     }
     if let Some((names, why)) = &carried.dropped {

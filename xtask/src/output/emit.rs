@@ -139,6 +139,8 @@ pub struct Carried {
     pub records_only: Vec<String>,
     /// Left out, and why: they came from other inputs.
     pub dropped: Option<(Vec<String>, String)>,
+    /// The built ROMs are the bytes the record lists, so the record was kept as it stands.
+    pub record_kept: bool,
 }
 
 impl Manifest {
@@ -154,10 +156,15 @@ impl Manifest {
 
 /// Adds to a build for some NICs the other NICs' ROMs already in `out`, when they were built
 /// from the same inputs; SHA256SUMS and the manifest then stay whole.
+///
+/// Where every ROM built has the bytes the record in `out` lists (a native build of a record a
+/// container build made, say), the record is kept as it stands, so a tracked `roms/` does not
+/// change; `record` asks for it to be rewritten from this build all the same.
 pub fn carry_over(
     out: &Path,
     roms: &mut BTreeMap<String, Vec<u8>>,
     manifest: &mut Manifest,
+    record: bool,
 ) -> Result<Carried> {
     let mut carried = Carried::default();
     let old_path = out.join(MANIFEST);
@@ -171,10 +178,18 @@ pub fn carry_over(
         .filter(|k| !manifest.roms.contains_key(*k))
         .cloned()
         .collect();
+    carried.record_kept = !record
+        && manifest
+            .roms
+            .iter()
+            .all(|(name, info)| old.roms.get(name).is_some_and(|o| o.sha256 == info.sha256));
+    if carried.record_kept {
+        *manifest = old.clone();
+    }
     if others.is_empty() {
         return Ok(carried);
     }
-    if old.inputs() != manifest.inputs() {
+    if !carried.record_kept && old.inputs() != manifest.inputs() {
         carried.dropped = Some((
             others,
             "they were built from other inputs (source, profile, patches or toolchain)".into(),

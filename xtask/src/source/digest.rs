@@ -1,6 +1,6 @@
 //! The tree digest: what the pinned source *is*, whoever packed it.
 //!
-//! Scheme (also in the README, so anyone can recompute it): for every regular file and symlink
+//! Scheme (also in docs/reproducibility.md, so anyone can recompute it): for every regular file and symlink
 //! below the tree root, sorted by path bytes, one line
 //! `<kind> <sha256 hex of content or link target> <path>\n`, kind `x` for a file with any
 //! execute bit, `f` for other files, `l` for symlinks; directories are left out. The digest is
