@@ -4,7 +4,7 @@
 use std::{fs, process::Command};
 
 use crate::support::*;
-use xtask::{check::romcheck, output::emit::Manifest};
+use xtask::{check::romcheck, record::Manifest};
 
 fn build(project: &Project, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["build-rom", "--runtime", "native"];

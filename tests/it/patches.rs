@@ -5,7 +5,7 @@
 use std::fs;
 
 use crate::support::*;
-use xtask::output::emit::Manifest;
+use xtask::record::Manifest;
 
 /// core/main.c of the fake tree is `int main ( void ) {\n\treturn 0;\n}\n`; this upstream fix
 /// was written against a tree with five more lines above it, as a mail from git format-patch.

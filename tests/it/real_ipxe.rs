@@ -4,9 +4,7 @@
 use std::{fs, path::PathBuf};
 
 use crate::support::*;
-use xtask::{
-    cache::Cache, check::romcheck, nic::Nic, output::emit::Manifest, source, source::pin::Pin,
-};
+use xtask::{cache::Cache, check::romcheck, nic::Nic, record::Manifest, source, source::pin::Pin};
 
 /// The default profile's design budget for every NIC (52 KiB), leaving room for embedded scripts.
 const DEFAULT_PROFILE_BUDGET: u64 = 53_248;

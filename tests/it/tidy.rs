@@ -5,7 +5,7 @@ use std::{fs, process::Command};
 
 use crate::support::*;
 use xtask::{
-    builder::profile, check::budget::Budget, nic::Nic, output::emit::Manifest, source::pin::Pin,
+    builder::profile, check::budget::Budget, nic::Nic, record::Manifest, source::pin::Pin,
 };
 
 /// The README and every page of `docs/`: what a user reads, in which the figures must agree.

@@ -14,6 +14,7 @@ pub mod http;
 pub mod nic;
 pub mod output;
 pub mod project;
+pub mod record;
 pub mod source;
 pub mod util;
 pub mod vm;

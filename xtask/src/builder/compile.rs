@@ -66,7 +66,7 @@ impl Runtime {
 pub struct BuildTree {
     pub root: PathBuf,
     /// Each patch that applied at an offset, by name, with its moved hunks.
-    pub offsets: Vec<(String, Vec<crate::output::emit::Offset>)>,
+    pub offsets: Vec<(String, Vec<crate::record::Offset>)>,
     _lock: crate::cache::Lock,
 }
 

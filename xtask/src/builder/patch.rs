@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use crate::output::emit::Offset;
+use crate::record::Offset;
 
 /// Where a hunk may apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,10 +26,8 @@ use crate::{
     check::audit,
     check::romcheck::{self, Report},
     nic::{Nic, RomFormat},
-    output::emit::{
-        FileDigest, Manifest, PatchRecord, ProfileInfo, RomInfo, RuntimeInfo, SourceInfo,
-    },
     project::Project,
+    record::{FileDigest, Manifest, PatchRecord, ProfileInfo, RomInfo, RuntimeInfo, SourceInfo},
     source,
     source::pin::Pin,
     util,

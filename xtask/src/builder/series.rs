@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::{
     builder::patch::{self, Fit, PatchSpec},
     cache::Cache,
-    output::emit::{Offset, PatchRecord},
     project::Project,
+    record::{Offset, PatchRecord},
 };
 
 pub const SERIES: &str = "series.toml";

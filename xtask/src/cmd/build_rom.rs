@@ -129,7 +129,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         println!(
             "the ROMs are the bytes {} already lists: its record is kept as it stands \
              (--record rewrites it from this build)",
-            out.join(emit::SUMS).display()
+            out.join(xtask::record::SUMS).display()
         );
     }
     if let Some((names, why)) = &carried.dropped {

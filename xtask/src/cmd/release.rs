@@ -69,7 +69,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         let outcome = pipeline::build(&sh, &how.request(ctx, name, nics.clone(), false))?;
         let out = dir.join(name);
         emit::write(&out, &outcome.files(), &outcome.manifest)?;
-        verify::check(ctx, name, &out.join(emit::SUMS), &how)?;
+        verify::check(ctx, name, &out.join(xtask::record::SUMS), &how)?;
         match budget.0.get(name) {
             Some(entries) => {
                 for rom in &outcome.roms {
@@ -133,7 +133,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     );
     fs::write(dir.join("provenance.json"), statement)?;
     let listed: Vec<String> = release::files_below(&dir)?;
-    fs::write(dir.join(emit::SUMS), release::sums(&dir, &listed)?)?;
+    fs::write(dir.join(xtask::record::SUMS), release::sums(&dir, &listed)?)?;
 
     // Swap the finished directory in, then pack it.
     let final_dir = dist.join(&name);
@@ -146,7 +146,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     release::reproducible_tarball(&final_dir, &tarball, pin.commit_time)?;
     let tar_name = format!("{name}.tar.gz");
     fs::write(
-        dist.join(emit::SUMS),
+        dist.join(xtask::record::SUMS),
         release::sums(&dist, std::slice::from_ref(&tar_name))?,
     )?;
     println!("{}", final_dir.display());

@@ -10,7 +10,7 @@ use xshell::Shell;
 use xtask::{
     builder::pipeline,
     nic::{Nic, RomFormat, NICS},
-    output::emit::SUMS,
+    record::SUMS,
     source,
     source::pin::Pin,
     util,

@@ -9,111 +9,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use crate::{
+    record::{Manifest, MANIFEST, SUMS},
+    util,
+};
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
-
-use crate::util;
-
-pub const SUMS: &str = "SHA256SUMS";
-pub const MANIFEST: &str = "manifest.json";
-
-/// What decided the bytes and what came out. Sorted maps and no clock readings, so identical
-/// inputs give an identical file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub tool: String,
-    pub source: SourceInfo,
-    pub profile: ProfileInfo,
-    /// The series, then the profile's own patches, in the order applied.
-    pub patches: Vec<PatchRecord>,
-    pub toolchain: BTreeMap<String, String>,
-    pub runtime: RuntimeInfo,
-    pub roms: BTreeMap<String, RomInfo>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceInfo {
-    pub version: String,
-    pub commit: String,
-    pub tree_digest: String,
-    pub source_date_epoch: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProfileInfo {
-    pub name: String,
-    /// SHA-256 of the profile file.
-    pub sha256: String,
-    /// SHA-256 over the rendered `config/local/*.h` (see `RenderedConfig::sha256`).
-    pub config_sha256: String,
-    /// Embedded script, trusted roots and certificates, by role.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inputs: Vec<FileDigest>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileDigest {
-    pub name: String,
-    pub sha256: String,
-}
-
-/// What the manifest and the provenance say of each applied patch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatchRecord {
-    pub name: String,
-    /// The upstream URL, or `ipxe-patches/<file>`.
-    pub origin: String,
-    pub digest: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub offsets: Vec<Offset>,
-}
-
-/// A hunk that applied away from the line it names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Offset {
-    pub file: String,
-    pub hunk: usize,
-    /// Lines from where the hunk says it goes to where it went (negative: earlier).
-    pub lines: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuntimeInfo {
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// `sha256:` of configs/toolchain.lock, which the image was built from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub toolchain_lock: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RomInfo {
-    pub nic: String,
-    pub pci_id: String,
-    pub size: u64,
-    pub limit: u64,
-    pub headroom: i64,
-    pub sha256: String,
-    /// Whether the linked image can fetch https:// (obj_https linked).
-    #[serde(default)]
-    pub https: bool,
-}
-
-impl Manifest {
-    pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).expect("manifest serializes");
-        s.push('\n');
-        s
-    }
-
-    pub fn load(path: &Path) -> Result<Manifest> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
-    }
-}
 
 /// `sha256sum -c` format: `<hex> *<name>`, sorted by name, one trailing newline.
 pub fn sums_file(roms: &BTreeMap<String, Vec<u8>>) -> String {
@@ -141,17 +41,6 @@ pub struct Carried {
     pub dropped: Option<(Vec<String>, String)>,
     /// The built ROMs are the bytes the record lists, so the record was kept as it stands.
     pub record_kept: bool,
-}
-
-impl Manifest {
-    /// What decides the bytes, besides the ROM list: equal for builds that belong together.
-    /// The image id is left out (an image rebuilt from the same lock has another id).
-    fn inputs(&self) -> serde_json::Value {
-        let mut m = self.clone();
-        m.roms.clear();
-        m.runtime.image = None;
-        serde_json::to_value(&m).expect("a manifest serializes")
-    }
 }
 
 /// Adds to a build for some NICs the other NICs' ROMs already in `out`, when they were built
@@ -282,6 +171,9 @@ fn refuse_foreign_files(out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{
+        FileDigest, Offset, PatchRecord, ProfileInfo, RomInfo, RuntimeInfo, SourceInfo,
+    };
 
     fn manifest() -> Manifest {
         Manifest {

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use crate::output::emit::Manifest;
+use crate::record::Manifest;
 
 /// What the provenance names besides the ROMs.
 pub struct Provenance<'a> {

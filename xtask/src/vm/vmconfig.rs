@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use crate::{
     check::romcheck,
     nic::{Nic, VMWARE_ROM_LIMIT},
-    output::emit::{Manifest, MANIFEST},
+    record::{Manifest, MANIFEST},
     util,
     vm::{
         network::Network,
