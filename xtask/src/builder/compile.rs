@@ -11,56 +11,18 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{builder::patch, cache::Cache, source::Source, util};
+use crate::{
+    builder::{
+        patch,
+        runtime::{Runtime, CROSS},
+    },
+    cache::Cache,
+    source::Source,
+    util,
+};
 
 /// Where the build tree's `src/` appears inside the container; the prefix map hides it.
 const CONTAINER_SRC: &str = "/build/src";
-/// The cross prefix the container image guarantees on every host architecture.
-pub const CROSS: &str = "x86_64-linux-gnu-";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Runtime {
-    Native { cross: Option<String> },
-    Container(Container),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    /// `docker` or `podman`.
-    pub engine: String,
-    pub image: String,
-    pub image_id: String,
-    /// A named volume holding a copy of the image's `/usr`, mounted over it for the build
-    /// (see [`crate::builder::container::toolchain_volume`]).
-    pub usr_volume: Option<String>,
-    /// `sha256:` of the toolchain lock the image was built from.
-    pub lock: Option<String>,
-}
-
-impl Container {
-    /// The image id's hex digest, without the `sha256:` docker puts in front.
-    pub fn digest(&self) -> &str {
-        self.image_id.trim_start_matches("sha256:")
-    }
-}
-
-impl Runtime {
-    /// What distinguishes one runtime's objects from another's.
-    pub fn identity(&self) -> String {
-        match self {
-            Runtime::Native { cross } => format!("native {}", cross.as_deref().unwrap_or("")),
-            Runtime::Container(c) => format!("{} {}", c.engine, c.image_id),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Runtime::Native { .. } => "native",
-            Runtime::Container(c) => &c.engine,
-        }
-    }
-}
-
 /// A copy of the pinned tree with patches applied, kept between builds so that make only
 /// recompiles what a change touches. Locked while in use.
 pub struct BuildTree {
@@ -410,61 +372,4 @@ fn with_progress(
         stdout: reader.join().unwrap_or_default(),
         stderr: errors.join().unwrap_or_default(),
     })
-}
-
-/// The native cross prefix: `x86_64-linux-gnu-` where that compiler exists, else the plain
-/// compiler on an x86-64 host.
-pub fn native_cross(sh: &Shell) -> Result<Option<String>> {
-    if which(sh, &format!("{CROSS}gcc")) {
-        return Ok(Some(CROSS.to_string()));
-    }
-    if std::env::consts::ARCH == "x86_64" && which(sh, "gcc") {
-        return Ok(None);
-    }
-    bail!(
-        "a native build needs {CROSS}gcc (Debian: apt-get install gcc-x86-64-linux-gnu binutils-x86-64-linux-gnu), \
-         or use --runtime docker"
-    )
-}
-
-pub fn which(sh: &Shell, program: &str) -> bool {
-    cmd!(sh, "which {program}")
-        .quiet()
-        .ignore_stdout()
-        .ignore_stderr()
-        .run()
-        .is_ok()
-}
-
-/// Versions of what compiles the ROM, asked of the runtime that does.
-pub fn toolchain(sh: &Shell, runtime: &Runtime) -> Result<Vec<(String, String)>> {
-    let cross = match runtime {
-        Runtime::Native { cross } => cross.clone().unwrap_or_default(),
-        Runtime::Container(_) => CROSS.to_string(),
-    };
-    let mut out = Vec::new();
-    for (name, tool) in [
-        ("gcc", format!("{cross}gcc")),
-        ("ld", format!("{cross}ld")),
-        ("make", "make".into()),
-    ] {
-        let line = match runtime {
-            Runtime::Native { .. } => cmd!(sh, "{tool} --version").quiet().read(),
-            Runtime::Container(c) => {
-                let (engine, image) = (&c.engine, &c.image);
-                cmd!(
-                    sh,
-                    "{engine} run --rm --network=none {image} {tool} --version"
-                )
-                .quiet()
-                .read()
-            }
-        }
-        .with_context(|| format!("cannot ask {tool} for its version"))?;
-        out.push((
-            name.to_string(),
-            line.lines().next().unwrap_or_default().to_string(),
-        ));
-    }
-    Ok(out)
 }

@@ -2,9 +2,9 @@
 //! builder image made from the locked toolchain. `pipeline` runs every stage.
 
 pub mod compile;
-pub mod container;
 pub mod patch;
 pub mod pipeline;
 pub mod profile;
+pub mod runtime;
 pub mod series;
 pub mod toolchain;

@@ -16,12 +16,11 @@ use serde::{Deserialize, Serialize};
 use xshell::Shell;
 
 use crate::{
-    builder::compile::{self, Inputs, MakeJob, Runtime},
-    builder::container,
+    builder::compile::{self, Inputs, MakeJob},
     builder::patch::PatchSpec,
     builder::profile::{self, Profile},
+    builder::runtime::{self, container, Runtime, RuntimeChoice},
     builder::series,
-    builder::toolchain,
     cache::Cache,
     check::audit,
     check::romcheck::{self, Report},
@@ -32,15 +31,6 @@ use crate::{
     source::pin::Pin,
     util,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeChoice {
-    /// A container engine when one answers, else native.
-    Auto,
-    Docker,
-    Podman,
-    Native,
-}
 
 pub struct Request {
     pub project: Project,
@@ -89,81 +79,8 @@ impl Outcome {
     }
 }
 
-pub fn resolve_runtime(sh: &Shell, req: &Request) -> Result<Runtime> {
-    let engine = match req.runtime {
-        RuntimeChoice::Native => None,
-        RuntimeChoice::Docker => Some("docker".to_string()),
-        RuntimeChoice::Podman => Some("podman".to_string()),
-        RuntimeChoice::Auto => {
-            let found = container::detect(sh);
-            if found.is_none() {
-                eprintln!("note: no container engine answers (docker, podman); building natively");
-            }
-            found
-        }
-    };
-    let image = engine.map(|e| {
-        container::ensure_image(
-            sh,
-            &e,
-            &req.project,
-            &req.cache,
-            req.base_image.as_deref(),
-            toolchain::DEFAULT_MIRROR,
-        )
-    });
-    match image {
-        Some(Ok(container)) => Ok(Runtime::Container(container)),
-        // Asked for a container: its failure is the answer.
-        Some(Err(e)) if req.runtime != RuntimeChoice::Auto => Err(e),
-        Some(Err(e)) => {
-            eprintln!("note: {e:#}");
-            eprintln!(
-                "note: building natively instead; pass --runtime docker to make this an error"
-            );
-            native_runtime(sh)
-        }
-        None => native_runtime(sh),
-    }
-}
-
-fn native_runtime(sh: &Shell) -> Result<Runtime> {
-    let cross = compile::native_cross(sh)?;
-    eprintln!(
-        "note: a native build's bytes match only builds made with the same compiler and binutils; \
-         --runtime docker gives bytes anyone can reproduce"
-    );
-    Ok(Runtime::Native { cross })
-}
-
-/// A container image's toolchain versions, asked once per image: an image id names its content,
-/// so the answer never goes stale, and later builds skip three container starts.
-pub fn image_toolchain(
-    sh: &Shell,
-    cache: &Cache,
-    runtime: &Runtime,
-) -> Result<Vec<(String, String)>> {
-    let Runtime::Container(c) = runtime else {
-        return compile::toolchain(sh, runtime);
-    };
-    let id = c.digest();
-    let path = cache.area("images")?.join(format!("{id}.toolchain.json"));
-    if let Some(known) = fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-    {
-        return Ok(known);
-    }
-    let asked = compile::toolchain(sh, runtime)?;
-    cache.put(
-        "images",
-        &format!("{id}.toolchain.json"),
-        serde_json::to_string(&asked)?.as_bytes(),
-    )?;
-    Ok(asked)
-}
-
-/// Everything a build reads, resolved and validated before anything runs.
+/// Everything a build reads, resolved and validated before make runs. Choosing a container
+/// runtime may build the builder image first (`runtime::choose_building_image`).
 struct Plan {
     pin: Pin,
     profile: Profile,
@@ -184,9 +101,15 @@ fn plan(sh: &Shell, req: &Request) -> Result<Plan> {
     let patches = series::resolve(&req.project, &req.cache, &profile.file.patches)
         .with_context(|| format!("profile {}", profile.path.display()))?;
     let config = profile.render(&profile::overridable_headers(&source.tree.join("src"))?)?;
-    let runtime = resolve_runtime(sh, req)?;
+    let runtime = runtime::choose_building_image(
+        sh,
+        req.runtime,
+        &req.project,
+        &req.cache,
+        req.base_image.as_deref(),
+    )?;
     let native_toolchain = match runtime {
-        Runtime::Native { .. } => Some(compile::toolchain(sh, &runtime)?),
+        Runtime::Native { .. } => Some(runtime::toolchain(sh, &runtime)?),
         Runtime::Container(_) => None,
     };
     let format = |nic: &Nic| {
@@ -355,7 +278,7 @@ fn prepare(sh: &Shell, req: &Request, plan: &Plan) -> Result<compile::BuildTree>
 /// A container build on fuse-overlayfs storage gets the image's /usr as a volume.
 fn with_toolchain_volume(sh: &Shell, req: &Request, runtime: Runtime) -> Result<Runtime> {
     Ok(match runtime {
-        Runtime::Container(c) => Runtime::Container(compile::Container {
+        Runtime::Container(c) => Runtime::Container(runtime::Container {
             usr_volume: container::toolchain_volume(sh, &req.cache, &c)?,
             ..c
         }),
@@ -470,7 +393,7 @@ fn describe(
 ) -> Result<Manifest> {
     let toolchain = match plan.native_toolchain {
         Some(t) => t,
-        None => image_toolchain(sh, &req.cache, runtime)?,
+        None => runtime::image_toolchain(sh, &req.cache, runtime)?,
     };
     let profile = &plan.profile;
     Ok(Manifest {

@@ -9,9 +9,11 @@ use std::{
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 use xtask::{
-    builder::compile::{self, BuildTree, MakeJob, Runtime},
-    builder::pipeline::{self, RuntimeChoice},
+    builder::compile::{self, BuildTree, MakeJob},
+    builder::pipeline,
     builder::profile::{self, Profile},
+    builder::runtime::RuntimeChoice,
+    builder::runtime::{self, Runtime},
     builder::series,
     nic::{self, RomFormat},
     project::Project,
@@ -211,7 +213,7 @@ fn rendered_tree(setup: &Setup, name: &str) -> Result<(TempDir, BuildTree)> {
     let (dir, scratch) = source::scratch_cache(&setup.pin, &setup.ctx.cache)?;
     let src = source::cached(&setup.pin, &scratch).context("scratch cache has no source")?;
     let native = Runtime::Native {
-        cross: compile::native_cross(&setup.sh)?,
+        cross: runtime::native_cross(&setup.sh)?,
     };
     // The same patched tree the tool builds; plain make is then all that differs.
     let patches: Vec<_> =
@@ -329,8 +331,14 @@ fn docker_build(setup: &Setup, base_image: &Option<String>) -> Result<Duration> 
         jobs: Some(setup.jobs),
     };
     let req = docker_args.request(&docker_ctx, "vmware", setup.nics.clone(), false);
-    let runtime = pipeline::resolve_runtime(&setup.sh, &req)?;
-    pipeline::image_toolchain(&setup.sh, &req.cache, &runtime)?;
+    let runtime = runtime::choose_building_image(
+        &setup.sh,
+        req.runtime,
+        &req.project,
+        &req.cache,
+        req.base_image.as_deref(),
+    )?;
+    runtime::image_toolchain(&setup.sh, &req.cache, &runtime)?;
     time(|| pipeline::build(&setup.sh, &req).map(drop))
 }
 
@@ -344,7 +352,7 @@ fn make_plain(
 ) -> Result<()> {
     let src = tree.src();
     let native = Runtime::Native {
-        cross: compile::native_cross(sh)?,
+        cross: runtime::native_cross(sh)?,
     };
     let job = MakeJob {
         targets: targets.to_vec(),

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use xshell::Shell;
 use xtask::{
-    builder::pipeline::{self, Request, RuntimeChoice},
+    builder::pipeline::{self, Request},
+    builder::runtime::RuntimeChoice,
     nic,
     output::emit,
 };

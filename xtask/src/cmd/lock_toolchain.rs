@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use xshell::Shell;
-use xtask::{builder::container, builder::toolchain};
+use xtask::{builder::runtime::container, builder::toolchain};
 
 use crate::Ctx;
 

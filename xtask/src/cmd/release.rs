@@ -6,8 +6,9 @@ use std::{collections::BTreeMap, fs, path::PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 use xtask::{
-    builder::pipeline::{self, RuntimeChoice},
+    builder::pipeline,
     builder::profile::{self, Profile},
+    builder::runtime::RuntimeChoice,
     check::budget::Budget,
     nic::NICS,
     output::emit,

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::{
-    builder::compile::Container,
+    builder::runtime::Container,
     builder::toolchain,
     cache::{self, Cache},
     project::Project,
@@ -35,7 +35,7 @@ pub fn answers(sh: &Shell, engine: &str) -> bool {
 /// by tag. `base` overrides the Dockerfile's pinned `BASE` (a local image where no registry is
 /// reachable). The image installs exactly the locked .debs, handed to it in the build context,
 /// and is built with no network: it is a function of the base and the lock.
-pub fn ensure_image(
+pub fn build_image_unless_built(
     sh: &Shell,
     engine: &str,
     project: &Project,
