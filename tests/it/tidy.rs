@@ -140,7 +140,7 @@ fn the_layout_shows_the_pipeline() {
     folders.sort();
     assert_eq!(
         folders,
-        ["boot", "builder", "check", "cmd", "output", "source", "vm"],
+        ["boot", "builder", "check", "cmd", "ops", "output", "source", "vm"],
         "xtask/src/ holds the stage folders and cmd/; README's layout section says what each is"
     );
     let readme = readme();

@@ -1,9 +1,8 @@
 //! Stages 2 and 3: what to build (profile, patch series) and `make`, natively or in the
-//! builder image made from the locked toolchain. `pipeline` runs every stage.
+//! builder image made from the locked toolchain. `ops::build` runs every stage.
 
 pub mod compile;
 pub mod patch;
-pub mod pipeline;
 pub mod profile;
 pub mod runtime;
 pub mod series;

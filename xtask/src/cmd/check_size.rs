@@ -1,17 +1,9 @@
 //! `cargo xtask check-size`: fail CI when a ROM grows past its budget in `roms/budget.toml`.
 
-use anyhow::{bail, Result};
-use xshell::Shell;
-use xtask::{
-    builder::pipeline,
-    check::budget::{self, Budget, Entry},
-    nic::{Nic, NICS},
-};
+use anyhow::Result;
+use xtask::ops::check_size;
 
-use crate::{cmd::build_rom::RuntimeArgs, Ctx};
-
-/// Growth a new budget entry allows: one 512-byte ROM block.
-const DEFAULT_GROWTH: u64 = 512;
+use crate::{cmd::RuntimeArgs, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,104 +17,12 @@ pub struct Args {
     how: RuntimeArgs,
 }
 
-impl Args {
-    /// Every profile in the budget, checked and not updated.
-    pub fn all(how: RuntimeArgs) -> Args {
-        Args {
-            profile: None,
-            update: false,
-            how,
-        }
-    }
-}
-
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let path = ctx.project.root.join("roms/budget.toml");
-    let mut budget = Budget::load(&path)?;
-    let profiles: Vec<String> = match &args.profile {
-        Some(p) => vec![p.clone()],
-        None if budget.0.is_empty() && args.update => vec!["vmware".into()],
-        None if budget.0.is_empty() => {
-            bail!(
-                "{} has no budgets: run cargo xtask check-size --update to record them",
-                path.display()
-            )
-        }
-        None => budget.0.keys().cloned().collect(),
-    };
-    let sh = Shell::new()?;
-    let mut failures = Vec::new();
-    for profile in profiles {
-        let entries = budget.0.entry(profile.clone()).or_default();
-        let nics: Vec<&'static Nic> = if entries.is_empty() {
-            NICS.iter().filter(|n| n.in_all).collect()
-        } else {
-            entries
-                .keys()
-                .map(|n| Nic::by_name(n))
-                .collect::<Result<_>>()?
-        };
-        let outcome = pipeline::build(&sh, &args.how.request(ctx, &profile, nics, false))?;
-        for rom in &outcome.roms {
-            let objects = rom.linked.sizes.clone();
-            let size = rom.report.size;
-            let name = rom.nic.name.to_string();
-            if args.update {
-                let old = entries.get(&name);
-                let entry = Entry {
-                    size,
-                    allowed_growth: old.map_or(DEFAULT_GROWTH, |e| e.allowed_growth),
-                    max: old.and_then(|e| e.max),
-                    objects,
-                };
-                if let Some(max) = entry.max.filter(|&m| size > m) {
-                    failures.push(format!(
-                        "{profile}/{name}: {size} bytes is over the ceiling of {max}; not recorded"
-                    ));
-                    continue;
-                }
-                let delta = old.map_or(String::new(), |o| {
-                    format!(" ({:+})", size as i64 - o.size as i64)
-                });
-                println!("{profile}/{name}: recorded {size} bytes{delta}");
-                entries.insert(name, entry);
-                continue;
-            }
-            let Some(entry) = entries.get(&name) else {
-                continue;
-            };
-            let problems = entry.check(size, &objects);
-            let shrink = budget::top_growth(&objects, &entry.objects);
-            if problems.is_empty() {
-                let change = size as i64 - entry.size as i64;
-                println!(
-                    "{profile}/{name}: {size} bytes, budget {} + {}: ok ({change:+}){}",
-                    entry.size,
-                    entry.allowed_growth,
-                    if change < 0 {
-                        shrink.replace("grew most", "shrank most")
-                    } else {
-                        String::new()
-                    }
-                );
-            } else {
-                for p in problems {
-                    println!("{profile}/{name}: {p}");
-                    failures.push(format!("{profile}/{name}: {p}"));
-                }
-            }
-        }
-    }
-    if args.update {
-        budget.save(&path)?;
-        println!("wrote {}", path.display());
-    }
-    if !failures.is_empty() {
-        bail!(
-            "{} size budget(s) exceeded:\n  {}\nCut the growth, or accept it with cargo xtask check-size --update (and say why in the commit)",
-            failures.len(),
-            failures.join("\n  ")
-        );
-    }
-    Ok(())
+    check_size::check_size(
+        &ctx.project,
+        &ctx.cache,
+        &args.how.how(),
+        args.profile.as_deref(),
+        args.update,
+    )
 }

@@ -5,13 +5,16 @@ use std::{io::Read, path::PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xtask::{
-    nic::{Nic, RomFormat},
-    vm::deployment::{self, Rom, Target},
-    vm::vmconfig,
-    vm::vsphere::{self, Credentials, Endpoint, Secret, Session},
+    nic::Nic,
+    ops::{
+        deploy::{self, DeployOptions},
+        DEFAULT_PROFILE,
+    },
+    vm::deployment::Target,
+    vm::vsphere::{self, Credentials, Endpoint, Secret},
 };
 
-use crate::{cmd::vmx::NetworkArgs, Ctx};
+use crate::{cmd::NetworkArgs, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,7 +31,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     ethernet: u8,
     /// Profile whose ROM to deploy, from roms/<profile>/
-    #[arg(long, default_value = "vmware")]
+    #[arg(long, default_value = DEFAULT_PROFILE)]
     profile: String,
     /// Deploy this ROM file instead (its manifest.json beside it, if any, is read)
     #[arg(long, value_name = "FILE")]
@@ -62,58 +65,21 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let nic = Nic::by_name(&args.nic)?;
-    let rom = load_rom(ctx, &args, nic)?;
-    let target = Target {
-        vm: args.vm.clone(),
-        datastore: args.datastore.clone(),
-        nic,
-        ethernet: args.ethernet,
-        network: args.network.parse()?,
-        set_bios: args.set_bios_firmware,
+    let options = DeployOptions {
+        target: Target {
+            vm: args.vm.clone(),
+            datastore: args.datastore.clone(),
+            nic: Nic::by_name(&args.nic)?,
+            ethernet: args.ethernet,
+            network: args.network.parse()?,
+            set_bios: args.set_bios_firmware,
+        },
+        rom: args.rom.clone(),
+        profile: args.profile.clone(),
+        dry_run: args.dry_run,
+        power_on: args.power_on,
     };
-    // Bad addresses, URLs and ROMs are refused before any connection.
-    deployment::keys(&target, &rom)?;
-    let (endpoint, creds) = connection(&args)?;
-    let session = Session::login(&endpoint, &creds)?;
-    println!("vsphere   {} (user {})", endpoint.url, creds.username);
-    let plan = deployment::plan(&session, &target, &rom)?;
-    if !args.dry_run {
-        deployment::apply(&session, &plan, &rom, args.power_on)?;
-    }
-    print!(
-        "{}",
-        deployment::describe(&plan, &rom, args.power_on, !args.dry_run)
-    );
-    session.logout()
-}
-
-fn load_rom(ctx: &Ctx, args: &Args, nic: &'static Nic) -> Result<Rom> {
-    let path = match &args.rom {
-        Some(p) => p.clone(),
-        None => {
-            let p = ctx
-                .project
-                .roms(&args.profile)
-                .join(nic.file_name(RomFormat::Rom));
-            if !p.is_file() {
-                bail!(
-                    "no ROM at {}: build it with `cargo xtask build-rom --nic {} --profile {}`, or pass --rom FILE",
-                    p.display(),
-                    nic.name,
-                    args.profile
-                );
-            }
-            p
-        }
-    };
-    let (facts, https) = vmconfig::rom_facts(&path, nic)?;
-    Ok(Rom {
-        file_name: nic.file_name(RomFormat::Rom),
-        bytes: std::fs::read(&path)?,
-        facts,
-        https,
-    })
+    deploy::deploy(&ctx.project, &options, || connection(&args))
 }
 
 /// The endpoint and credentials, govc's way. The password comes from GOVC_PASSWORD, the URL,

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use xshell::Shell;
-use xtask::{builder::pipeline, check::audit};
+use xtask::{check::audit, ops::build};
 
-use crate::{cmd::build_rom::BuildArgs, Ctx};
+use crate::{cmd::BuildArgs, Ctx};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let sh = Shell::new()?;
     let req = args.build.request(ctx)?;
-    let outcome = pipeline::build(&sh, &req)?;
+    let outcome = build::build(&sh, &req)?;
     let pin = xtask::source::pin::Pin::load(&ctx.project.pin_file())?;
     let src = xtask::source::tree_dir(&ctx.cache, &pin.tree_digest).join("src");
     for rom in &outcome.roms {

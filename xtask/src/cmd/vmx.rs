@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::Result;
 use xtask::{
     nic::{Nic, RomFormat},
-    vm::network::{self, Network},
     vm::vmconfig::{self, Format},
 };
+
+use crate::cmd::NetworkArgs;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,37 +31,6 @@ pub struct Args {
     /// VM name for govc and PowerCLI [default: govc reads GOVC_VM, PowerCLI $VMName]
     #[arg(long)]
     vm: Option<String>,
-}
-
-/// What the ROM reads from guestinfo: the static address and the script to chain. `deploy`
-/// takes the same flags.
-#[derive(clap::Args)]
-pub struct NetworkArgs {
-    /// Static address with prefix length, e.g. 10.0.0.11/24
-    #[arg(long)]
-    pub ip: String,
-    #[arg(long)]
-    pub gateway: String,
-    #[arg(long)]
-    pub dns: String,
-    /// The iPXE script (or image) to chainload, http:// (https:// for a ROM with HTTPS)
-    #[arg(long)]
-    pub chain: String,
-    /// Commands iPXE runs after reading guestinfo
-    #[arg(long, default_value = network::DEFAULT_SCRIPTLET)]
-    pub scriptlet: String,
-}
-
-impl NetworkArgs {
-    pub fn parse(&self) -> Result<Network> {
-        Network::parse(
-            &self.ip,
-            &self.gateway,
-            &self.dns,
-            &self.chain,
-            Some(&self.scriptlet),
-        )
-    }
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -1,0 +1,323 @@
+//! Boot the ROMs in QEMU: configured by guestinfo alone (emulated GuestRPC), by DHCP, and by
+//! an embedded static-IP script; each boot must fetch its script and report back, and each
+//! fault case must end with iPXE's error, not hang.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fs,
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::{
+    boot::cases::{self, Case, Expect},
+    boot::qemu::{self, Boot, Guestinfo, Outcome, Server},
+    cache::Cache,
+    nic::Nic,
+    ops::{build, How, DEFAULT_PROFILE},
+    output::emit,
+    project::Project,
+    util::TempDir,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum BootPath {
+    /// The release ROM, configured by QEMU's DHCP server
+    Dhcp,
+    /// A test build of the default profile with an embedded static-IP script
+    Static,
+    /// The release ROM, configured by guestinfo alone (emulated GuestRPC), no DHCP
+    Guestinfo,
+    /// Guestinfo cases that must end cleanly: no keys (falls back to DHCP), a 404 chain target,
+    /// an unparseable net0.ip
+    Faults,
+}
+
+/// What to boot, and how.
+pub struct BootOptions {
+    pub nics: Vec<&'static Nic>,
+    /// ROM files to boot instead of building the release ROMs.
+    pub roms: Vec<PathBuf>,
+    /// QEMU device for a ROM whose PCI id is not a vSphere NIC's.
+    pub device: Option<String>,
+    pub paths: BTreeSet<BootPath>,
+    /// The boot file QEMU's DHCP hands out instead of this server's script.
+    pub bootfile: Option<String>,
+    /// Guestinfo keys as `vmx --format json` prints them, instead of keys made for QEMU.
+    pub keys: Option<PathBuf>,
+    pub port: u16,
+    pub timeout: Duration,
+    pub accel: String,
+    /// Keep each boot's pcap, screen and GuestRPC log here.
+    pub keep: Option<PathBuf>,
+    pub how: How,
+}
+
+/// Where the boots run: the HTTP server the guests talk to, and the directory they write in.
+struct Rig<'a> {
+    project: &'a Project,
+    cache: &'a Cache,
+    opts: &'a BootOptions,
+    server: Server,
+    work: PathBuf,
+    /// This server as the guest sees it.
+    ours: String,
+    bootfile: String,
+    user_keys: Option<BTreeMap<String, String>>,
+    sh: Shell,
+}
+
+/// Boots every case and prints a row for each; fails naming the boots that did not pass.
+pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result<()> {
+    if !opts.roms.is_empty() && opts.paths.contains(&BootPath::Static) {
+        bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
+    }
+    let server = Server::start(opts.port)?;
+    let scratch = TempDir::new("vsphere-ipxe-rom-boot-")?;
+    let ours = format!("http://{}:{}/", qemu::HOST_FROM_GUEST, server.port);
+    let rig = Rig {
+        project,
+        cache,
+        opts,
+        work: opts.keep.clone().unwrap_or(scratch.path().to_path_buf()),
+        bootfile: opts
+            .bootfile
+            .clone()
+            .unwrap_or_else(|| format!("{ours}boot.ipxe")),
+        ours,
+        server,
+        user_keys: opts.keys.as_deref().map(cases::load_keys).transpose()?,
+        sh: Shell::new()?,
+    };
+    let boots = rig.cases()?;
+    println!(
+        "{:<22} {:<10} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9}",
+        "rom", "path", "booted", "address", "first-req", "dhcp", "http", "rpc", "backdoor"
+    );
+    let mut sites = HashMap::new();
+    let mut failed = Vec::new();
+    for (i, case) in boots.iter().enumerate() {
+        if !rig.boot(i, case, &mut sites)? {
+            failed.push(format!("{} ({})", case.label, case.path));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} boot(s) failed: {}",
+            failed.len(),
+            boots.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+impl Rig<'_> {
+    /// The ROMs to boot: the release build of the default profile, or the files given.
+    fn roms(&self) -> Result<Vec<(String, PathBuf, String)>> {
+        let mut roms = Vec::new();
+        if self.opts.roms.is_empty() {
+            let req = self.opts.how.request(
+                self.project,
+                self.cache,
+                DEFAULT_PROFILE,
+                self.opts.nics.clone(),
+                false,
+            );
+            let release = build::build(&self.sh, &req)?;
+            let dir = self.work.join("release");
+            emit::write(&dir, &release.files(), &release.manifest)?;
+            for rom in &release.roms {
+                let label = format!("{}/{}", release.manifest.profile.name, rom.nic.name);
+                roms.push((label, dir.join(&rom.file_name), rom.nic.qemu_device.into()));
+            }
+        } else {
+            for rom in &self.opts.roms {
+                let label = rom.file_name().unwrap_or_default().to_string_lossy();
+                let device = cases::device_for(rom, self.opts.device.as_deref())?;
+                roms.push((label.into_owned(), rom.clone(), device));
+            }
+        }
+        Ok(roms)
+    }
+
+    /// The guestinfo keys for a ROM: the user's, or keys made for QEMU's network.
+    fn keys_for(&self, rom: &std::path::Path) -> Result<BTreeMap<String, String>> {
+        match &self.user_keys {
+            Some(k) => Ok(k.clone()),
+            None => cases::qemu_keys(rom, cases::device_nic(rom)?, &self.ours),
+        }
+    }
+
+    fn cases(&self) -> Result<Vec<Case>> {
+        let paths = &self.opts.paths;
+        let roms = self.roms()?;
+        let mut boots = Vec::new();
+        let dhcp_http = if self.opts.bootfile.is_some() { 1 } else { 2 };
+        for (label, rom, device) in &roms {
+            if paths.contains(&BootPath::Dhcp) {
+                boots.push(Case::dhcp(label, rom, device, &self.bootfile, dhcp_http));
+            }
+            if paths.contains(&BootPath::Guestinfo) {
+                let keys = self.keys_for(rom)?;
+                boots.push(Case::guestinfo(label, rom, device, keys, &self.ours));
+            }
+        }
+        if paths.contains(&BootPath::Static) {
+            boots.extend(self.static_cases()?);
+        }
+        if paths.contains(&BootPath::Faults) {
+            let (label, rom, device) = roms.first().context("no ROM to boot")?;
+            let base = self.keys_for(rom)?;
+            boots.extend(cases::fault_cases(
+                label,
+                rom,
+                device,
+                &base,
+                &self.bootfile,
+                &self.ours,
+            ));
+        }
+        Ok(boots)
+    }
+
+    /// A test build of the default profile with an embedded static-IP script.
+    fn static_cases(&self) -> Result<Vec<Case>> {
+        let configs = self.project.configs();
+        let profile = cases::static_profile(self.cache, &configs, self.server.port)?;
+        let req = self.opts.how.request(
+            self.project,
+            self.cache,
+            profile.to_str().unwrap_or_default(),
+            self.opts.nics.clone(),
+            false,
+        );
+        let built = build::build(&self.sh, &req)?;
+        let dir = qemu::workdir(&self.work, "static")?;
+        let mut boots = Vec::new();
+        for rom in &built.roms {
+            let path = dir.join(&rom.file_name);
+            fs::write(&path, &rom.bytes)?;
+            let label = format!("vmware/{}", rom.nic.name);
+            boots.push(Case::static_ip(&label, &path, rom.nic.qemu_device));
+        }
+        Ok(boots)
+    }
+
+    /// Boots one case, prints its row, and says whether it passed.
+    fn boot(
+        &self,
+        i: usize,
+        case: &Case,
+        sites: &mut HashMap<PathBuf, BTreeSet<u64>>,
+    ) -> Result<bool> {
+        let opts = self.opts;
+        let dir = qemu::workdir(&self.work, &format!("boot-{i}-{}", case.path))?;
+        if case.keys.is_some() && !sites.contains_key(&case.rom) {
+            let found = qemu::find_backdoor_sites(
+                &case.rom,
+                &case.device,
+                &dir,
+                &opts.accel,
+                opts.timeout,
+            )?;
+            sites.insert(case.rom.clone(), found);
+        }
+        let attempt = || {
+            qemu::run(
+                &Boot {
+                    rom: &case.rom,
+                    device: &case.device,
+                    bootfile: case.bootfile.clone(),
+                    workdir: &dir,
+                    timeout: opts.timeout,
+                    accel: &opts.accel,
+                    guestinfo: case.keys.as_ref().map(|keys| Guestinfo {
+                        keys,
+                        sites: &sites[&case.rom],
+                    }),
+                },
+                &self.server,
+            )
+        };
+        let mut outcome = attempt()?;
+        // Under heavy load SeaBIOS has been seen to skip the option ROM; a ROM that never reaches
+        // the network gets one more try, and the table says so.
+        let mut note = "";
+        if outcome.first_request.is_none() && case.expects_requests() {
+            outcome = attempt()?;
+            note = " (second try)";
+        }
+        if opts.keep.is_some() {
+            cases::keep(&dir, case, &outcome)?;
+        }
+        print_row(case, &outcome, note);
+        Ok(report(case, &outcome))
+    }
+}
+
+/// Prints why a boot failed, or how a fault case ended as it should; true if it passed.
+fn report(case: &Case, outcome: &Outcome) -> bool {
+    let problems = cases::judge(case, outcome);
+    if let Expect::Fail { .. } = case.expect {
+        if problems.is_empty() {
+            println!(
+                "  ended as it should: {}: {}",
+                outcome.ended.describe(),
+                outcome.ipxe_error().unwrap_or_default()
+            );
+        }
+    }
+    if !problems.is_empty() {
+        println!(
+            "  {}; last screen:\n{}",
+            problems.join("; "),
+            indent(&outcome.screen)
+        );
+    }
+    problems.is_empty()
+}
+
+fn print_row(case: &Case, outcome: &Outcome, note: &str) {
+    let first = outcome
+        .first_request
+        .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
+    let (rpc, calls) = outcome
+        .backdoor
+        .as_ref()
+        .map_or(("-".into(), "-".into()), |b| {
+            (b.commands.len().to_string(), b.calls.to_string())
+        });
+    println!(
+        "{:<22} {:<10} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9}{note}",
+        case.label,
+        case.path,
+        if outcome.reported.is_some() {
+            "yes"
+        } else {
+            "no"
+        },
+        outcome.reported.as_deref().unwrap_or("-"),
+        first,
+        outcome.dhcp_packets,
+        outcome.http_requests,
+        rpc,
+        calls
+    );
+}
+
+fn indent(text: &str) -> String {
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("    | {l}"))
+        .collect();
+    if lines.is_empty() {
+        "    (blank)".into()
+    } else {
+        lines.join("\n")
+    }
+}

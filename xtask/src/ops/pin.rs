@@ -1,0 +1,117 @@
+//! Move the pin to another upstream commit, for the next release: import the tree, check the
+//! patch series on it, and only then rewrite configs/ipxe.toml.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use crate::{
+    builder::series::{self, Fits},
+    cache::Cache,
+    project::Project,
+    source,
+    source::pin::Pin,
+};
+
+/// Where the new commit comes from, and what upstream calls it.
+pub struct PinOptions {
+    /// A tar or tar.gz of the commit; None downloads `commit` from GitHub.
+    pub archive: Option<PathBuf>,
+    pub commit: Option<String>,
+    pub version: String,
+}
+
+/// Imports the commit, tries the series on it, and only if every patch applies rewrites
+/// configs/ipxe.toml. Returns the patches upstream already has, which must leave the series
+/// before the profiles are rebuilt.
+pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<String>> {
+    let scratch = crate::util::TempDir::new("vsphere-ipxe-rom-pin-")?;
+    let archive = match (&args.archive, &args.commit) {
+        (Some(a), _) => a.clone(),
+        (None, Some(c)) => {
+            let url = github_archive(c);
+            let file = scratch.path().join("ipxe.tar.gz");
+            crate::http::download(&url, &file)
+                .with_context(|| format!("cannot download {url}: pass --archive FILE instead"))?;
+            file
+        }
+        (None, None) => bail!("pass --archive FILE or --commit SHA"),
+    };
+    let (tree, digest, described) = source::import_unpinned(cache, &archive)?;
+    let commit = match (&args.commit, described.commit) {
+        (Some(flag), Some(found)) if !found.starts_with(flag.as_str()) => {
+            bail!("{} is commit {found}, not {flag}", archive.display())
+        }
+        (_, Some(found)) => found,
+        (Some(flag), None) if flag.len() == 40 => flag.clone(),
+        _ => bail!(
+            "{} does not say which commit it holds (git archive records it; GitHub's archives \
+             too): pass the full 40-digit --commit",
+            archive.display()
+        ),
+    };
+    let commit_time = described.mtime.with_context(|| {
+        format!(
+            "{} has no entry times to take the commit time from",
+            archive.display()
+        )
+    })?;
+    let pin = Pin {
+        version: args.version.clone(),
+        commit: commit.clone(),
+        commit_time,
+        tree_digest: digest,
+        urls: vec![github_archive(&commit)],
+    };
+
+    let sh = Shell::new()?;
+    let specs: Vec<_> = series::resolve(project, cache, &[])?
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let mut failed = false;
+    let mut already = Vec::new();
+    for (name, fits) in series::try_on(&sh, &tree, &specs)? {
+        match fits {
+            Fits::Applies(offsets) if offsets.is_empty() => println!("{name}: applies"),
+            Fits::Applies(offsets) => {
+                let moved: Vec<String> = offsets
+                    .iter()
+                    .map(|o| format!("{} hunk {} {:+}", o.file, o.hunk, o.lines))
+                    .collect();
+                println!("{name}: applies at an offset ({})", moved.join(", "));
+            }
+            Fits::AlreadyIn => {
+                println!("{name}: already in the tree");
+                already.push(name);
+            }
+            Fits::Fails(why) => {
+                println!("{name}: fails: {why}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!(
+            "the series does not apply to {} ({commit}); configs/ipxe.toml is unchanged. \
+             Refresh or drop the failing patches, then run pin again",
+            args.version
+        );
+    }
+    let path = project.pin_file();
+    std::fs::write(&path, pin.to_toml())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: {} ({}), tree {}",
+        path.display(),
+        pin.version,
+        pin.short_commit(),
+        pin.tree_digest
+    );
+    Ok(already)
+}
+
+fn github_archive(commit: &str) -> String {
+    format!("https://github.com/ipxe/ipxe/archive/{commit}.tar.gz")
+}
