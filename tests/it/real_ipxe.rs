@@ -33,39 +33,10 @@ impl Real {
             }
         }
         let project = tempfile::tempdir().unwrap();
-        fs::create_dir_all(project.path().join("configs")).unwrap();
-        fs::create_dir_all(project.path().join("ipxe-patches")).unwrap();
-        // The repository's patch series, whose upstream patches must be in the cache too.
-        for entry in fs::read_dir(repo().join("ipxe-patches")).unwrap() {
-            let path = entry.unwrap().path();
-            fs::copy(
-                &path,
-                project
-                    .path()
-                    .join("ipxe-patches")
-                    .join(path.file_name().unwrap()),
-            )
+        // A project like the repository, with the series whose upstream patches must be cached.
+        xtask::project::Project::locate(None)
+            .copy_inputs(project.path())
             .unwrap();
-        }
-        for entry in fs::read_dir(repo().join("configs")).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                fs::copy(
-                    &path,
-                    project
-                        .path()
-                        .join("configs")
-                        .join(path.file_name().unwrap()),
-                )
-                .unwrap();
-            }
-        }
-        fs::copy(repo().join("Dockerfile"), project.path().join("Dockerfile")).unwrap();
-        fs::copy(
-            repo().join("configs/toolchain.lock"),
-            project.path().join("configs/toolchain.lock"),
-        )
-        .unwrap();
         let fetch = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
             .arg("--project")
             .arg(project.path())

@@ -359,41 +359,7 @@ fn check_c_value(value: &str) -> Result<(), String> {
                     i += 1;
                 }
             }
-            '"' | '\'' => {
-                let start = i;
-                i += 1;
-                loop {
-                    match chars.get(i) {
-                        None => {
-                            return Err(format!(
-                                "the quote at character {} is not closed",
-                                start + 1
-                            ))
-                        }
-                        Some(q) if *q == c => break,
-                        Some('\\')
-                            if chars.get(i + 1).is_some_and(|e| "\\\"'ntr0".contains(*e)) =>
-                        {
-                            i += 2
-                        }
-                        Some('\\') => {
-                            return Err(format!(
-                                "a backslash that starts no simple escape at character {}",
-                                i + 1
-                            ))
-                        }
-                        Some(x) if !(' '..='~').contains(x) => {
-                            return Err(format!(
-                                "the character U+{:04X} in a string at character {}",
-                                *x as u32,
-                                i + 1
-                            ))
-                        }
-                        Some(_) => i += 1,
-                    }
-                }
-                i += 1;
-            }
+            '"' | '\'' => i = after_literal(&chars, i)?,
             '/' if matches!(chars.get(i + 1), Some('/' | '*')) => return Err(at("a comment")),
             '(' | ')' | '[' | ']' | '{' | '}' | ',' | '+' | '-' | '*' | '/' | '%' | '<' | '>'
             | '=' | '!' | '~' | '&' | '|' | '^' | '?' | ':' | ';' => i += 1,
@@ -403,6 +369,39 @@ fn check_c_value(value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Where the string or character literal that opens at `start` ends: only printable ASCII and
+/// simple escapes inside, and a closing quote.
+fn after_literal(chars: &[char], start: usize) -> Result<usize, String> {
+    let quote = chars[start];
+    let mut i = start + 1;
+    loop {
+        match chars.get(i) {
+            None => {
+                return Err(format!(
+                    "the quote at character {} is not closed",
+                    start + 1
+                ))
+            }
+            Some(q) if *q == quote => return Ok(i + 1),
+            Some('\\') if chars.get(i + 1).is_some_and(|e| "\\\"'ntr0".contains(*e)) => i += 2,
+            Some('\\') => {
+                return Err(format!(
+                    "a backslash that starts no simple escape at character {}",
+                    i + 1
+                ))
+            }
+            Some(x) if !(' '..='~').contains(x) => {
+                return Err(format!(
+                    "the character U+{:04X} in a string at character {}",
+                    *x as u32,
+                    i + 1
+                ))
+            }
+            Some(_) => i += 1,
+        }
+    }
 }
 
 fn is_identifier(s: &str) -> bool {

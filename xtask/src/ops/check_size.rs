@@ -1,5 +1,7 @@
 //! Hold every ROM to its size budget in `roms/budget.toml`, or record the budget anew.
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Result};
 use xshell::Shell;
 
@@ -13,6 +15,57 @@ use crate::{
 
 /// Growth a new budget entry allows: one 512-byte ROM block.
 const DEFAULT_GROWTH: u64 = 512;
+
+/// Records a ROM's size and objects as its new budget, unless that passes the entry's ceiling.
+fn record(
+    entries: &mut BTreeMap<String, Entry>,
+    name: &str,
+    size: u64,
+    objects: BTreeMap<String, u64>,
+    label: &str,
+) -> Vec<String> {
+    let old = entries.get(name);
+    let entry = Entry {
+        size,
+        allowed_growth: old.map_or(DEFAULT_GROWTH, |e| e.allowed_growth),
+        max: old.and_then(|e| e.max),
+        objects,
+    };
+    if let Some(max) = entry.max.filter(|&m| size > m) {
+        return vec![format!(
+            "{size} bytes is over the ceiling of {max}; not recorded"
+        )];
+    }
+    let delta = old.map_or(String::new(), |o| {
+        format!(" ({:+})", size as i64 - o.size as i64)
+    });
+    println!("{label}: recorded {size} bytes{delta}");
+    entries.insert(name.to_string(), entry);
+    Vec::new()
+}
+
+/// Holds a ROM to its budget entry, printing the verdict; returns what it broke.
+fn hold(entry: &Entry, size: u64, objects: &BTreeMap<String, u64>, label: &str) -> Vec<String> {
+    let problems = entry.check(size, objects);
+    if problems.is_empty() {
+        let change = size as i64 - entry.size as i64;
+        let shrink = budget::top_growth(objects, &entry.objects);
+        println!(
+            "{label}: {size} bytes, budget {} + {}: ok ({change:+}){}",
+            entry.size,
+            entry.allowed_growth,
+            if change < 0 {
+                shrink.replace("grew most", "shrank most")
+            } else {
+                String::new()
+            }
+        );
+    }
+    for p in &problems {
+        println!("{label}: {p}");
+    }
+    problems
+}
 
 /// Builds every profile in the budget (or `profile`) and holds each ROM to its budget; with
 /// `update`, records this build's sizes instead, deliberately.
@@ -51,52 +104,16 @@ pub fn check_size(
         let outcome = build::build(&sh, &how.request(project, cache, &profile, nics, false))?;
         for rom in &outcome.roms {
             let objects = rom.linked.sizes.clone();
-            let size = rom.report.size;
-            let name = rom.nic.name.to_string();
-            if update {
-                let old = entries.get(&name);
-                let entry = Entry {
-                    size,
-                    allowed_growth: old.map_or(DEFAULT_GROWTH, |e| e.allowed_growth),
-                    max: old.and_then(|e| e.max),
-                    objects,
-                };
-                if let Some(max) = entry.max.filter(|&m| size > m) {
-                    failures.push(format!(
-                        "{profile}/{name}: {size} bytes is over the ceiling of {max}; not recorded"
-                    ));
-                    continue;
-                }
-                let delta = old.map_or(String::new(), |o| {
-                    format!(" ({:+})", size as i64 - o.size as i64)
-                });
-                println!("{profile}/{name}: recorded {size} bytes{delta}");
-                entries.insert(name, entry);
-                continue;
-            }
-            let Some(entry) = entries.get(&name) else {
-                continue;
-            };
-            let problems = entry.check(size, &objects);
-            let shrink = budget::top_growth(&objects, &entry.objects);
-            if problems.is_empty() {
-                let change = size as i64 - entry.size as i64;
-                println!(
-                    "{profile}/{name}: {size} bytes, budget {} + {}: ok ({change:+}){}",
-                    entry.size,
-                    entry.allowed_growth,
-                    if change < 0 {
-                        shrink.replace("grew most", "shrank most")
-                    } else {
-                        String::new()
-                    }
-                );
+            let label = format!("{profile}/{}", rom.nic.name);
+            let problems = if update {
+                record(entries, rom.nic.name, rom.report.size, objects, &label)
             } else {
-                for p in problems {
-                    println!("{profile}/{name}: {p}");
-                    failures.push(format!("{profile}/{name}: {p}"));
+                match entries.get(rom.nic.name) {
+                    Some(entry) => hold(entry, rom.report.size, &objects, &label),
+                    None => Vec::new(),
                 }
-            }
+            };
+            failures.extend(problems.into_iter().map(|p| format!("{label}: {p}")));
         }
     }
     if update {

@@ -1,7 +1,7 @@
 //! Move the pin to another upstream commit, for the next release: import the tree, check the
 //! patch series on it, and only then rewrite configs/ipxe.toml.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
@@ -38,7 +38,24 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
         }
         (None, None) => bail!("pass --archive FILE or --commit SHA"),
     };
-    let (tree, digest, described) = source::import_unpinned(cache, &archive)?;
+    let (tree, pin) = import(cache, &archive, args)?;
+    let already = try_series(project, cache, &tree, &pin)?;
+    let path = project.pin_file();
+    std::fs::write(&path, pin.to_toml())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: {} ({}), tree {}",
+        path.display(),
+        pin.version,
+        pin.short_commit(),
+        pin.tree_digest
+    );
+    Ok(already)
+}
+
+/// The archive's tree in the cache, and the pin that names it.
+fn import(cache: &Cache, archive: &Path, args: &PinOptions) -> Result<(PathBuf, Pin)> {
+    let (tree, digest, described) = source::import_unpinned(cache, archive)?;
     let commit = match (&args.commit, described.commit) {
         (Some(flag), Some(found)) if !found.starts_with(flag.as_str()) => {
             bail!("{} is commit {found}, not {flag}", archive.display())
@@ -59,12 +76,17 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
     })?;
     let pin = Pin {
         version: args.version.clone(),
-        commit: commit.clone(),
+        urls: vec![github_archive(&commit)],
+        commit,
         commit_time,
         tree_digest: digest,
-        urls: vec![github_archive(&commit)],
     };
+    Ok((tree, pin))
+}
 
+/// Tries every patch of the series on the tree, saying how each fits; fails if any does not.
+/// Returns the ones upstream already has.
+fn try_series(project: &Project, cache: &Cache, tree: &Path, pin: &Pin) -> Result<Vec<String>> {
     let sh = Shell::new()?;
     let specs: Vec<_> = series::resolve(project, cache, &[])?
         .into_iter()
@@ -72,7 +94,7 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
         .collect();
     let mut failed = false;
     let mut already = Vec::new();
-    for (name, fits) in series::try_on(&sh, &tree, &specs)? {
+    for (name, fits) in series::try_on(&sh, tree, &specs)? {
         match fits {
             Fits::Applies(offsets) if offsets.is_empty() => println!("{name}: applies"),
             Fits::Applies(offsets) => {
@@ -94,21 +116,12 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
     }
     if failed {
         bail!(
-            "the series does not apply to {} ({commit}); configs/ipxe.toml is unchanged. \
+            "the series does not apply to {} ({}); configs/ipxe.toml is unchanged. \
              Refresh or drop the failing patches, then run pin again",
-            args.version
+            pin.version,
+            pin.commit
         );
     }
-    let path = project.pin_file();
-    std::fs::write(&path, pin.to_toml())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    println!(
-        "wrote {}: {} ({}), tree {}",
-        path.display(),
-        pin.version,
-        pin.short_commit(),
-        pin.tree_digest
-    );
     Ok(already)
 }
 

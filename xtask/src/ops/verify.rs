@@ -2,7 +2,7 @@
 //! compare each ROM with the published SHA256SUMS; the ROM files beside the sums, if any,
 //! locate the first difference.
 
-use std::{fs, path::Path};
+use std::{collections::BTreeMap, fs, path::Path};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
@@ -26,21 +26,7 @@ pub fn verify(
     profile: &str,
     sums_file: &Path,
 ) -> Result<()> {
-    let text = fs::read_to_string(sums_file).with_context(|| {
-        format!(
-            "cannot read {}: build first (cargo xtask build-rom) or pass --against FILE",
-            sums_file.display()
-        )
-    })?;
-    let expected = parse_sums(&text)
-        .with_context(|| format!("{} is not a SHA256SUMS file", sums_file.display()))?;
-    let mut nics = Vec::new();
-    let mut mrom = false;
-    for name in expected.keys() {
-        let (nic, format) = nic_for_file(name)?;
-        mrom |= format == RomFormat::Mrom;
-        nics.push(nic);
-    }
+    let (expected, nics, mrom) = published(sums_file)?;
 
     let pin = Pin::load(&project.pin_file())?;
     let (scratch, fresh) = source::scratch_cache(&pin, cache)?;
@@ -84,9 +70,29 @@ pub fn verify(
     Ok(())
 }
 
+/// The published sums, the NICs they name, and whether they name `.mrom` files.
+fn published(sums_file: &Path) -> Result<(BTreeMap<String, String>, Vec<&'static Nic>, bool)> {
+    let text = fs::read_to_string(sums_file).with_context(|| {
+        format!(
+            "cannot read {}: build first (cargo xtask build-rom) or pass --against FILE",
+            sums_file.display()
+        )
+    })?;
+    let expected = parse_sums(&text)
+        .with_context(|| format!("{} is not a SHA256SUMS file", sums_file.display()))?;
+    let mut nics = Vec::new();
+    let mut mrom = false;
+    for name in expected.keys() {
+        let (nic, format) = nic_for_file(name)?;
+        mrom |= format == RomFormat::Mrom;
+        nics.push(nic);
+    }
+    Ok((expected, nics, mrom))
+}
+
 /// `<hex> *<name>` or `<hex>  <name>` per line, as `sha256sum` writes.
-fn parse_sums(text: &str) -> Result<std::collections::BTreeMap<String, String>> {
-    let mut out = std::collections::BTreeMap::new();
+fn parse_sums(text: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
     for (n, line) in text
         .lines()
         .enumerate()

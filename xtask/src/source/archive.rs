@@ -142,23 +142,10 @@ fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
             format!("the archive is truncated or corrupt at entry {}", index + 1)
         })?;
         let kind = entry.header().entry_type();
-        if kind == EntryType::XGlobalHeader {
-            let mut data = Vec::new();
-            (&mut entry).take(64 << 10).read_to_end(&mut data)?;
-            got.described.commit = String::from_utf8_lossy(&data)
-                .lines()
-                .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
-                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+        if describe(&mut entry, &mut got.described)? {
             continue;
         }
-        if kind == EntryType::XHeader {
-            continue;
-        }
-        if let Ok(t) = entry.header().mtime() {
-            got.described.mtime = Some(got.described.mtime.map_or(t, |m| m.max(t)));
-        }
-        let name = utf8(entry.path_bytes().into_owned(), "has a name")?;
-        let parts = safe_parts(&name)?;
+        let parts = safe_parts(&utf8(entry.path_bytes().into_owned(), "has a name")?)?;
         if parts.is_empty() {
             continue;
         }
@@ -166,10 +153,8 @@ fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
         if !seen.insert(parts.clone()) {
             bail!("entry '{rel}' appears twice in the archive");
         }
-        for i in 1..parts.len() {
-            if got.links.contains_key(&parts[..i]) {
-                bail!("entry '{rel}' lies below a symlink; refusing to write through links");
-            }
+        if (1..parts.len()).any(|i| got.links.contains_key(&parts[..i])) {
+            bail!("entry '{rel}' lies below a symlink; refusing to write through links");
         }
         let path = dest.join(&rel);
         match kind {
@@ -179,49 +164,11 @@ fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
                 got.dirs.insert(parts);
             }
             EntryType::Regular | EntryType::Continuous => {
-                let size = entry.header().size().unwrap_or(u64::MAX);
-                if size > budget {
-                    bail!(
-                        "the archive unpacks to more than {} MiB (at entry '{rel}'); an iPXE tree is about 25 MB",
-                        caps.bytes >> 20
-                    );
-                }
-                budget -= size;
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                let exec = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
-                let mut out = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(if exec { 0o755 } else { 0o644 })
-                    .open(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                let mut hasher = Sha256::new();
-                let mut tee = Tee(&mut out, util::HashWriter(&mut hasher));
-                let copied = io::copy(&mut (&mut entry).take(size), &mut tee);
-                if copied.ok() != Some(size) {
-                    bail!("the archive is truncated or corrupt in entry '{rel}'");
-                }
-                let kind = if exec { Kind::Exec } else { Kind::File };
-                got.entries
-                    .push((parts, kind, util::hex(&hasher.finalize())));
+                let (kind, sha) = write_file(&mut entry, &mut budget, caps, &path, &rel)?;
+                got.entries.push((parts, kind, sha));
             }
             EntryType::Symlink => {
-                let target = match entry.link_name_bytes() {
-                    Some(l) => utf8(l.into_owned(), &format!("'{rel}' has a link target"))?,
-                    None => String::new(),
-                };
-                if target.is_empty() || target.starts_with('/') {
-                    bail!(
-                        "entry '{rel}' is a symlink to '{target}', which points outside the tree"
-                    );
-                }
-                if let Some(parent) = path.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-                symlink(&target, &path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let target = write_link(&entry, &path, &rel)?;
                 let sha = util::sha256_hex(target.as_bytes());
                 got.entries.push((parts.clone(), Kind::Symlink, sha));
                 got.links.insert(parts, target);
@@ -233,6 +180,83 @@ fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
         }
     }
     Ok(got)
+}
+
+/// Takes what an entry says of the commit: `git archive`'s pax global header names it, and the
+/// newest entry time is the commit time. True for a header entry, which holds no file.
+fn describe<R: Read>(entry: &mut tar::Entry<'_, R>, described: &mut Described) -> Result<bool> {
+    match entry.header().entry_type() {
+        EntryType::XGlobalHeader => {
+            let mut data = Vec::new();
+            entry.take(64 << 10).read_to_end(&mut data)?;
+            described.commit = String::from_utf8_lossy(&data)
+                .lines()
+                .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
+                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+            Ok(true)
+        }
+        EntryType::XHeader => Ok(true),
+        _ => {
+            if let Ok(t) = entry.header().mtime() {
+                described.mtime = Some(described.mtime.map_or(t, |m| m.max(t)));
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Streams one file to a new file at `path`, hashing as it goes, within what is left of the
+/// byte cap.
+fn write_file<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    budget: &mut u64,
+    caps: Caps,
+    path: &Path,
+    rel: &str,
+) -> Result<(Kind, String)> {
+    let size = entry.header().size().unwrap_or(u64::MAX);
+    if size > *budget {
+        bail!(
+            "the archive unpacks to more than {} MiB (at entry '{rel}'); an iPXE tree is about 25 MB",
+            caps.bytes >> 20
+        );
+    }
+    *budget -= size;
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let exec = entry.header().mode().unwrap_or(0o644) & 0o111 != 0;
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if exec { 0o755 } else { 0o644 })
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut tee = Tee(&mut out, util::HashWriter(&mut hasher));
+    let copied = io::copy(&mut entry.take(size), &mut tee);
+    if copied.ok() != Some(size) {
+        bail!("the archive is truncated or corrupt in entry '{rel}'");
+    }
+    let kind = if exec { Kind::Exec } else { Kind::File };
+    Ok((kind, util::hex(&hasher.finalize())))
+}
+
+/// Makes the link at `path` and returns its target; an absolute or empty target is refused
+/// here, and one that leaves the tree through other links once all are known.
+fn write_link<R: Read>(entry: &tar::Entry<'_, R>, path: &Path, rel: &str) -> Result<String> {
+    let target = match entry.link_name_bytes() {
+        Some(l) => utf8(l.into_owned(), &format!("'{rel}' has a link target"))?,
+        None => String::new(),
+    };
+    if target.is_empty() || target.starts_with('/') {
+        bail!("entry '{rel}' is a symlink to '{target}', which points outside the tree");
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    symlink(&target, path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(target)
 }
 
 /// Writes to a file and a hasher at once.
