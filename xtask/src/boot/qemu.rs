@@ -206,30 +206,25 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         .rom
         .canonicalize()
         .with_context(|| format!("cannot find ROM {}", boot.rom.display()))?;
-    let pcap = boot.workdir.join("guest.pcap");
-    let monitor = boot.workdir.join("monitor.sock");
-    let _ = std::fs::remove_file(&pcap);
-    let _ = std::fs::remove_file(&monitor);
+    let files = Files::in_dir(boot.workdir);
     let mut cmd = qemu_command(
         boot.accel,
         boot.device,
         &rom,
         boot.bootfile.as_deref(),
-        &monitor,
+        &files.monitor,
     );
     cmd.args([
         "-object",
-        &format!("filter-dump,id=d0,netdev=n0,file={}", pcap.display()),
+        &format!("filter-dump,id=d0,netdev=n0,file={}", files.pcap.display()),
     ]);
-    let gdb_socket = boot.workdir.join("gdb.sock");
-    let _ = std::fs::remove_file(&gdb_socket);
     if boot.guestinfo.is_some() {
         // Start paused, so that the breakpoints are in before the ROM runs.
         cmd.arg("-S").args([
             "-chardev",
             &format!(
                 "socket,id=g,path={},server=on,wait=off",
-                gdb_socket.display()
+                files.gdb.display()
             ),
             "-gdb",
             "chardev:g",
@@ -242,57 +237,12 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
             .context("cannot start qemu-system-x86_64: apt-get install qemu-system-x86")?,
     );
     let backdoor = match &boot.guestinfo {
-        Some(g) => {
-            let mut gdb = Gdb::connect(&gdb_socket, Duration::from_secs(10))?;
-            gdb.handshake()?;
-            for &site in g.sites {
-                gdb.set_breakpoint(site)?;
-            }
-            gdb.resume()?;
-            let backdoor = Backdoor::new(g.keys.clone());
-            Some(thread::spawn(move || serve_backdoor(gdb, backdoor)))
-        }
+        Some(g) => Some(answer_backdoor(g, &files.gdb)?),
         None => None,
     };
-    let mut screen = String::new();
-    let mut ended = Ending::TimedOut;
-    let mut reported_at: Option<Instant> = None;
-    loop {
-        if let Some(status) = qemu.0.try_wait()? {
-            if !status.success() {
-                let mut err = String::new();
-                if let Some(mut e) = qemu.0.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("qemu exited with {status}: {}", err.trim());
-            }
-            ended = Ending::PoweredOff;
-            break;
-        }
-        if started.elapsed() > boot.timeout {
-            break;
-        }
-        // Once the guest has reported, give it a moment to power off (third-party ROMs may lack
-        // the command), then stop it.
-        if reported_at.is_none() && server.hits().iter().any(|h| h.path.starts_with("/report/")) {
-            reported_at = Some(Instant::now());
-        }
-        if reported_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
-            break;
-        }
-        // Read the screen while QEMU still runs: after poweroff there is none.
-        if let Ok(text) = vga_text(&monitor) {
-            screen = text;
-        }
-        if screen.contains("No bootable device") {
-            ended = Ending::GaveUp;
-            break;
-        }
-        thread::sleep(Duration::from_millis(500));
-    }
+    let (mut ended, screen) = watch(&mut qemu, boot, server, &files.monitor, started)?;
     drop(qemu);
-    let _ = std::fs::remove_file(&monitor);
-    let _ = std::fs::remove_file(&gdb_socket);
+    files.clean();
     let backdoor = match backdoor {
         Some(t) => Some(
             t.join()
@@ -304,7 +254,7 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
     if hits.iter().any(|h| h.path.starts_with("/report/")) {
         ended = Ending::Reported;
     }
-    let (dhcp_packets, http_requests) = count_packets(&pcap, server.port).unwrap_or((0, 0));
+    let (dhcp_packets, http_requests) = count_packets(&files.pcap, server.port).unwrap_or((0, 0));
     Ok(Outcome {
         reported: hits
             .iter()
@@ -318,6 +268,90 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         screen,
         backdoor,
     })
+}
+
+/// The files a boot talks to QEMU through, in its work directory.
+struct Files {
+    pcap: PathBuf,
+    monitor: PathBuf,
+    gdb: PathBuf,
+}
+
+impl Files {
+    fn in_dir(dir: &Path) -> Files {
+        let files = Files {
+            pcap: dir.join("guest.pcap"),
+            monitor: dir.join("monitor.sock"),
+            gdb: dir.join("gdb.sock"),
+        };
+        for f in [&files.pcap, &files.monitor, &files.gdb] {
+            let _ = std::fs::remove_file(f);
+        }
+        files
+    }
+
+    /// Removes the sockets; the pcap stays to be counted.
+    fn clean(&self) {
+        let _ = std::fs::remove_file(&self.monitor);
+        let _ = std::fs::remove_file(&self.gdb);
+    }
+}
+
+/// Puts a breakpoint on every backdoor site and answers the guest's GuestRPC calls from
+/// another thread until QEMU goes away.
+fn answer_backdoor(g: &Guestinfo, socket: &Path) -> Result<thread::JoinHandle<Result<Backdoor>>> {
+    let mut gdb = Gdb::connect(socket, Duration::from_secs(10))?;
+    gdb.handshake()?;
+    for &site in g.sites {
+        gdb.set_breakpoint(site)?;
+    }
+    gdb.resume()?;
+    let backdoor = Backdoor::new(g.keys.clone());
+    Ok(thread::spawn(move || serve_backdoor(gdb, backdoor)))
+}
+
+/// Watches the boot until it powers off, gives up, reports (and has had a moment to power
+/// off), or runs out of time; returns how it ended and the last screen.
+fn watch(
+    qemu: &mut Qemu,
+    boot: &Boot,
+    server: &Server,
+    monitor: &Path,
+    started: Instant,
+) -> Result<(Ending, String)> {
+    let mut screen = String::new();
+    let mut reported_at: Option<Instant> = None;
+    loop {
+        if let Some(status) = qemu.0.try_wait()? {
+            if !status.success() {
+                let mut err = String::new();
+                if let Some(mut e) = qemu.0.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                bail!("qemu exited with {status}: {}", err.trim());
+            }
+            return Ok((Ending::PoweredOff, screen));
+        }
+        if started.elapsed() > boot.timeout {
+            return Ok((Ending::TimedOut, screen));
+        }
+        // Once the guest has reported, give it a moment to power off (third-party ROMs may lack
+        // the command), then stop it.
+        if reported_at.is_none() && server.hits().iter().any(|h| h.path.starts_with("/report/")) {
+            reported_at = Some(Instant::now());
+        }
+        if reported_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
+            return Ok((Ending::TimedOut, screen));
+        }
+        // Read the screen while QEMU still runs: after poweroff there is none.
+        if let Ok(text) = vga_text(monitor) {
+            screen = text;
+        }
+        if screen.contains("No bootable device") {
+            return Ok((Ending::GaveUp, screen));
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The last line that ends in an iPXE error URL, with rows the 80-column screen wrapped joined.

@@ -267,24 +267,25 @@ fn side_path(line: &str) -> Option<String> {
     )
 }
 
-fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
-    let header = lines[0].trim_end().to_string();
+/// `@@ -A,B +C,D @@` to ((A, B), (C, D)); a missing count is 1.
+fn ranges(header: &str) -> Result<((usize, usize), (usize, usize))> {
     let ranges = header
         .strip_prefix("@@ -")
         .and_then(|r| r.split_once(" @@"))
         .map(|(r, _)| r)
-        .with_context(|| format!("bad hunk header '{header}'"))?;
-    let (old_r, new_r) = ranges
-        .split_once(" +")
-        .with_context(|| format!("bad hunk header '{header}'"))?;
+        .context("no '@@ -A,B +C,D @@'")?;
+    let (old_r, new_r) = ranges.split_once(" +").context("no '+C,D' range")?;
     let count = |r: &str| -> Result<(usize, usize)> {
         let (s, n) = r.split_once(',').unwrap_or((r, "1"));
         Ok((s.parse()?, n.parse()?))
     };
-    let (old_start, old_len) =
-        count(old_r).with_context(|| format!("bad hunk header '{header}'"))?;
-    let (new_start, new_len) =
-        count(new_r).with_context(|| format!("bad hunk header '{header}'"))?;
+    Ok((count(old_r)?, count(new_r)?))
+}
+
+fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
+    let header = lines[0].trim_end().to_string();
+    let ((old_start, old_len), (new_start, new_len)) =
+        ranges(&header).with_context(|| format!("bad hunk header '{header}'"))?;
     let mut hunk = Hunk {
         header,
         old_start,
@@ -371,35 +372,9 @@ fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, 
         } else {
             hunk.old_start.saturating_sub(1)
         };
-        let where_ = || format!("{} hunk {} ({})", fp.path, n + 1, hunk.header);
-        let at = match place(&old_lines, hunk, named, next) {
-            Ok(at) => at,
-            Err(mismatch) if fit == Fit::Exact || hunk.old.is_empty() => {
-                bail!("{}: {mismatch}", where_())
-            }
-            Err(mismatch) => {
-                let found: Vec<usize> = (next..=old_lines.len().saturating_sub(hunk.old.len()))
-                    .filter(|&at| matches_at(&old_lines, hunk, at))
-                    .collect();
-                match found.as_slice() {
-                    [at] => *at,
-                    [] => bail!(
-                        "{}: {mismatch}; its context is nowhere else in the file either",
-                        where_()
-                    ),
-                    many => bail!(
-                        "{}: its context matches at {} places (lines {}), so the offset is \
-                         ambiguous; refresh the patch against this tree",
-                        where_(),
-                        many.len(),
-                        many.iter()
-                            .map(|a| (a + 1).to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            }
-        };
+        let at = locate(&old_lines, hunk, named, next, fit).map_err(|why| {
+            anyhow::anyhow!("{} hunk {} ({}): {why}", fp.path, n + 1, hunk.header)
+        })?;
         if at != named {
             offsets.push(Offset {
                 file: fp.path.clone(),
@@ -429,6 +404,40 @@ fn patch_file(fp: &FilePatch, root: &Path, fit: Fit) -> Result<(Option<String>, 
         text.push('\n');
     }
     Ok((Some(text), offsets))
+}
+
+/// Where a hunk applies: at the line it names, or, for an upstream fix, at the one other place
+/// its old lines match exactly; else why not.
+fn locate(
+    lines: &[&str],
+    hunk: &Hunk,
+    named: usize,
+    next: usize,
+    fit: Fit,
+) -> Result<usize, String> {
+    let mismatch = match place(lines, hunk, named, next) {
+        Ok(at) => return Ok(at),
+        Err(mismatch) if fit == Fit::Exact || hunk.old.is_empty() => return Err(mismatch),
+        Err(mismatch) => mismatch,
+    };
+    let found: Vec<usize> = (next..=lines.len().saturating_sub(hunk.old.len()))
+        .filter(|&at| matches_at(lines, hunk, at))
+        .collect();
+    match found.as_slice() {
+        [at] => Ok(*at),
+        [] => Err(format!(
+            "{mismatch}; its context is nowhere else in the file either"
+        )),
+        many => Err(format!(
+            "its context matches at {} places (lines {}), so the offset is ambiguous; refresh \
+             the patch against this tree",
+            many.len(),
+            many.iter()
+                .map(|a| (a + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// The hunk at the line it names, or why not.

@@ -206,116 +206,156 @@ fn opromsize(nic: &Nic, rom: &RomFacts) -> Result<u64> {
 /// where the format can; where a tool manages the NIC type itself, that setting is named
 /// instead of a raw `ethernetN.virtualDev` key the tool may override.
 pub fn render(keys: &BTreeMap<String, String>, format: Format, ctx: &RenderContext) -> String {
-    let mut out = String::new();
-    let dev = format!("ethernet{}.virtualDev", ctx.ethernet);
-    let without_dev = |keep: bool| -> BTreeMap<&String, &String> {
-        keys.iter().filter(|(k, _)| keep || **k != dev).collect()
-    };
-    let eth = ctx.ethernet;
     match format {
-        Format::Terraform => {
-            out.push_str("firmware = \"bios\"\n");
-            let tf = ctx.nic.terraform_adapter;
-            if tf {
-                let _ = writeln!(
-                    out,
-                    "# ethernet{eth} is network_interface block {eth}: set its adapter_type = \"{}\"",
-                    ctx.nic.name
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "# the provider has no adapter_type for {}: {dev} below sets it",
-                    ctx.nic.name
-                );
-            }
-            out.push_str(&hcl_map("extra_config", &without_dev(!tf)));
-        }
-        Format::Packer => {
-            out.push_str("firmware = \"bios\"\n");
-            let _ = writeln!(
-                out,
-                "# ethernet{eth} is network_adapters block {eth}: set its network_card = \"{}\" \
-                 (vsphere-clone keeps the template's adapter and firmware)",
-                ctx.nic.tool_type
-            );
-            out.push_str(&hcl_map("configuration_parameters", &without_dev(false)));
-        }
-        Format::Ansible => {
-            let _ = writeln!(
-                out,
-                "# community.vmware.vmware_guest parameters; ethernet{eth} is networks[{eth}]: \
-                 set its device_type: {}",
-                ctx.nic.tool_type
-            );
-            out.push_str("hardware:\n  boot_firmware: bios\nadvanced_settings:\n");
-            for (k, v) in without_dev(false) {
-                let _ = writeln!(
-                    out,
-                    "  - key: {}\n    value: {}",
-                    quote::yaml(k),
-                    quote::yaml(v)
-                );
-            }
-        }
-        Format::Vmx => {
-            out.push_str("firmware = \"bios\"\n");
-            for (k, v) in keys {
-                let _ = writeln!(out, "{k} = {}", quote::vmx(v));
-            }
-        }
-        Format::Govc => {
-            // The VM must use BIOS firmware; `govc vm.change` cannot set it.
-            out.push_str("# the VM must boot with BIOS firmware (config.firmware = bios)\n");
-            if let Some((ds, path)) = keys
-                .get(ctx.nic.vmware_key)
-                .and_then(|p| p.strip_prefix("/vmfs/volumes/"))
-                .and_then(|p| p.split_once('/'))
-            {
-                let _ = writeln!(
-                    out,
-                    "govc datastore.upload -ds {} {} {}",
-                    quote::shell(ds),
-                    quote::shell(&ctx.local_rom),
-                    quote::shell(path)
-                );
-            }
-            out.push_str("govc vm.change");
-            if let Some(vm) = &ctx.vm {
-                let _ = write!(out, " -vm {}", quote::shell(vm));
-            }
-            for (k, v) in keys {
-                let _ = write!(out, " \\\n  -e {}", quote::shell(&format!("{k}={v}")));
-            }
-            out.push('\n');
-        }
-        Format::Powercli => {
-            match &ctx.vm {
-                Some(vm) => {
-                    let _ = writeln!(out, "$vm = Get-VM -Name {}", quote::powershell(vm));
-                }
-                None => out.push_str("$vm = Get-VM -Name $VMName\n"),
-            }
-            for (k, v) in keys {
-                let _ = writeln!(
-                    out,
-                    "New-AdvancedSetting -Entity $vm -Name {} -Value {} -Force -Confirm:$false | Out-Null",
-                    quote::powershell(k),
-                    quote::powershell(v)
-                );
-            }
-            out.push_str(
-                "# BIOS firmware, which these ROMs need (the VM must be powered off)\n\
-                 $spec = New-Object VMware.Vim.VirtualMachineConfigSpec\n\
-                 $spec.Firmware = 'bios'\n\
-                 $vm.ExtensionData.ReconfigVM($spec)\n",
-            );
-        }
-        Format::Json => {
-            out = serde_json::to_string_pretty(keys).expect("strings serialize");
-            out.push('\n');
-        }
+        Format::Terraform => terraform(keys, ctx),
+        Format::Packer => packer(keys, ctx),
+        Format::Ansible => ansible(keys, ctx),
+        Format::Vmx => vmx(keys),
+        Format::Govc => govc(keys, ctx),
+        Format::Powercli => powercli(keys, ctx),
+        Format::Json => serde_json::to_string_pretty(keys).expect("strings serialize") + "\n",
     }
+}
+
+/// The keys but the NIC type's own, where the tool sets the adapter type itself.
+fn without_dev<'a>(
+    keys: &'a BTreeMap<String, String>,
+    ctx: &RenderContext,
+) -> BTreeMap<&'a String, &'a String> {
+    let dev = format!("ethernet{}.virtualDev", ctx.ethernet);
+    keys.iter().filter(|(k, _)| **k != dev).collect()
+}
+
+/// `vsphere_virtual_machine` arguments; the adapter type is the provider's own where it has one.
+fn terraform(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
+    let mut out = String::new();
+    let eth = ctx.ethernet;
+    out.push_str("firmware = \"bios\"\n");
+    let tf = ctx.nic.terraform_adapter;
+    if tf {
+        let _ = writeln!(
+            out,
+            "# ethernet{eth} is network_interface block {eth}: set its adapter_type = \"{}\"",
+            ctx.nic.name
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "# the provider has no adapter_type for {}: ethernet{eth}.virtualDev below sets it",
+            ctx.nic.name
+        );
+    }
+    let keys = if tf {
+        without_dev(keys, ctx)
+    } else {
+        keys.iter().collect()
+    };
+    out.push_str(&hcl_map("extra_config", &keys));
+    out
+}
+
+/// vsphere-iso / vsphere-clone `configuration_parameters`.
+fn packer(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
+    let mut out = String::new();
+    let eth = ctx.ethernet;
+    out.push_str("firmware = \"bios\"\n");
+    let _ = writeln!(
+        out,
+        "# ethernet{eth} is network_adapters block {eth}: set its network_card = \"{}\" \
+         (vsphere-clone keeps the template's adapter and firmware)",
+        ctx.nic.tool_type
+    );
+    out.push_str(&hcl_map(
+        "configuration_parameters",
+        &without_dev(keys, ctx),
+    ));
+    out
+}
+
+/// `community.vmware.vmware_guest` parameters.
+fn ansible(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
+    let mut out = String::new();
+    let eth = ctx.ethernet;
+    let _ = writeln!(
+        out,
+        "# community.vmware.vmware_guest parameters; ethernet{eth} is networks[{eth}]: \
+         set its device_type: {}",
+        ctx.nic.tool_type
+    );
+    out.push_str("hardware:\n  boot_firmware: bios\nadvanced_settings:\n");
+    for (k, v) in without_dev(keys, ctx) {
+        let _ = writeln!(
+            out,
+            "  - key: {}\n    value: {}",
+            quote::yaml(k),
+            quote::yaml(v)
+        );
+    }
+    out
+}
+
+/// Lines for the `.vmx` file.
+fn vmx(keys: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    out.push_str("firmware = \"bios\"\n");
+    for (k, v) in keys {
+        let _ = writeln!(out, "{k} = {}", quote::vmx(v));
+    }
+    out
+}
+
+/// `govc datastore.upload` and `govc vm.change`; govc cannot set the firmware.
+fn govc(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
+    let mut out = String::new();
+    // The VM must use BIOS firmware; `govc vm.change` cannot set it.
+    out.push_str("# the VM must boot with BIOS firmware (config.firmware = bios)\n");
+    if let Some((ds, path)) = keys
+        .get(ctx.nic.vmware_key)
+        .and_then(|p| p.strip_prefix("/vmfs/volumes/"))
+        .and_then(|p| p.split_once('/'))
+    {
+        let _ = writeln!(
+            out,
+            "govc datastore.upload -ds {} {} {}",
+            quote::shell(ds),
+            quote::shell(&ctx.local_rom),
+            quote::shell(path)
+        );
+    }
+    out.push_str("govc vm.change");
+    if let Some(vm) = &ctx.vm {
+        let _ = write!(out, " -vm {}", quote::shell(vm));
+    }
+    for (k, v) in keys {
+        let _ = write!(out, " \\\n  -e {}", quote::shell(&format!("{k}={v}")));
+    }
+    out.push('\n');
+    out
+}
+
+/// `New-AdvancedSetting` commands and a reconfiguration to BIOS firmware.
+fn powercli(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
+    let mut out = String::new();
+    match &ctx.vm {
+        Some(vm) => {
+            let _ = writeln!(out, "$vm = Get-VM -Name {}", quote::powershell(vm));
+        }
+        None => out.push_str("$vm = Get-VM -Name $VMName\n"),
+    }
+    for (k, v) in keys {
+        let _ = writeln!(
+            out,
+            "New-AdvancedSetting -Entity $vm -Name {} -Value {} -Force -Confirm:$false | Out-Null",
+            quote::powershell(k),
+            quote::powershell(v)
+        );
+    }
+    out.push_str(
+        "# BIOS firmware, which these ROMs need (the VM must be powered off)\n\
+         $spec = New-Object VMware.Vim.VirtualMachineConfigSpec\n\
+         $spec.Firmware = 'bios'\n\
+         $vm.ExtensionData.ReconfigVM($spec)\n",
+    );
     out
 }
 
