@@ -198,3 +198,97 @@ fn the_layout_shows_the_pipeline() {
         "main.rs only parses and dispatches"
     );
 }
+
+/// Every function of the library and the commands outside tests, with its length in lines:
+/// `fn` at the start of a line (after indentation) to the `}` at the same indentation.
+fn functions() -> Vec<(String, String, usize)> {
+    let src = repo().join("xtask/src");
+    let mut out = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let rel = p.strip_prefix(&src).unwrap().display().to_string();
+            let text = fs::read_to_string(&p).unwrap();
+            let lines: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.starts_with("#[cfg(test)]"))
+                .collect();
+            let mut i = 0;
+            while i < lines.len() {
+                let line = lines[i];
+                let code = line.trim_start();
+                let indent = &line[..line.len() - code.len()];
+                let code = code
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("pub(crate) ");
+                if let Some(rest) = code.strip_prefix("fn ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    let close = format!("{indent}}}");
+                    let end = (i..lines.len()).find(|&j| lines[j] == close).unwrap_or(i);
+                    out.push((rel.clone(), name, end - i + 1));
+                    i = end;
+                }
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Short functions: none over 60 lines outside tests, and a command's `run` under about 40
+/// (it parses, calls the operations and prints).
+#[test]
+fn functions_are_short_and_commands_thin() {
+    let all = functions();
+    assert!(
+        all.len() > 300,
+        "the scan found only {} functions",
+        all.len()
+    );
+    let long: Vec<String> = all
+        .iter()
+        .filter(|(file, name, n)| *n > 60 || (file.starts_with("cmd/") && name == "run" && *n > 40))
+        .map(|(file, name, n)| format!("{file}: {name} ({n} lines)"))
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
+
+/// Commands call operations, not each other; operations take plain options, not clap's.
+#[test]
+fn commands_call_operations_not_commands() {
+    let src = repo().join("xtask/src");
+    for e in fs::read_dir(src.join("cmd")).unwrap().flatten() {
+        let text = fs::read_to_string(e.path()).unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        for (i, _) in text.match_indices("cmd::") {
+            let rest = &text[i + 5..];
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let is_module = rest[word.len()..].starts_with("::");
+            assert!(
+                !is_module,
+                "cmd/{name} reaches into the command cmd::{word}"
+            );
+        }
+    }
+    for e in fs::read_dir(src.join("ops")).unwrap().flatten() {
+        let text = fs::read_to_string(e.path()).unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        for clap_type in ["clap::Args", "RuntimeArgs", "crate::Ctx", "ArgMatches"] {
+            assert!(
+                !text.contains(clap_type),
+                "ops/{name} takes {clap_type}; pass plain options"
+            );
+        }
+    }
+}

@@ -199,6 +199,28 @@ pub fn fault_cases(
 }
 
 /// What went wrong in a boot, as sentences; empty when it did what its case expects.
+/// A boot configured by guestinfo alone must have read every key `vmx` writes for it.
+fn unread_keys(case: &Case, outcome: &Outcome) -> Option<String> {
+    let static_from_guestinfo = matches!(case.expect, Expect::Report { dhcp: false, .. });
+    let bd = outcome
+        .backdoor
+        .as_ref()
+        .filter(|_| static_from_guestinfo)?;
+    let asked = bd.keys_asked();
+    let missing: Vec<&str> = GUESTINFO_READ
+        .iter()
+        .copied()
+        .filter(|k| !asked.contains(k))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "the ROM never asked for {} over GuestRPC ({} backdoor calls caught)",
+            missing.join(", "),
+            bd.calls
+        )
+    })
+}
+
 pub fn judge(case: &Case, outcome: &Outcome) -> Vec<String> {
     let mut problems = Vec::new();
     match &case.expect {
@@ -243,23 +265,7 @@ pub fn judge(case: &Case, outcome: &Outcome) -> Vec<String> {
             }
         }
     }
-    // A boot configured by guestinfo alone must have read every key `vmx` writes for it.
-    let static_from_guestinfo = matches!(case.expect, Expect::Report { dhcp: false, .. });
-    if let (Some(bd), true) = (&outcome.backdoor, static_from_guestinfo) {
-        let asked = bd.keys_asked();
-        let missing: Vec<&str> = GUESTINFO_READ
-            .iter()
-            .copied()
-            .filter(|k| !asked.contains(k))
-            .collect();
-        if !missing.is_empty() {
-            problems.push(format!(
-                "the ROM never asked for {} over GuestRPC ({} backdoor calls caught)",
-                missing.join(", "),
-                bd.calls
-            ));
-        }
-    }
+    problems.extend(unread_keys(case, outcome));
     problems
 }
 

@@ -53,6 +53,18 @@ struct Channel {
     reply_id: u16,
 }
 
+impl Channel {
+    /// The reply's next four bytes, little-endian, zero-padded at its end.
+    fn next_reply_word(&mut self) -> u32 {
+        let mut word = [0u8; 4];
+        let end = (self.reply_at + 4).min(self.reply.len());
+        let chunk = self.reply.get(self.reply_at..end).unwrap_or_default();
+        word[..chunk.len()].copy_from_slice(chunk);
+        self.reply_at = end;
+        u32::from_le_bytes(word)
+    }
+}
+
 /// The host side of the backdoor for one VM: its guestinfo keys and what the guest asked.
 #[derive(Debug, Default)]
 pub struct Backdoor {
@@ -96,20 +108,24 @@ impl Backdoor {
         Some(out)
     }
 
+    /// Opens a channel for an RPCI call, if one is free.
+    fn open(&mut self, r: Regs, out: &mut Regs) {
+        if r.ebx != RPCI {
+            return;
+        }
+        if let Some(free) = self.channels.iter().position(Option::is_none) {
+            self.channels[free] = Some(Channel::default());
+            out.ecx = STATUS_OK;
+            out.edx = (free as u32) << 16 | u32::from(PORT);
+        }
+    }
+
     fn guestrpc(&mut self, r: Regs, out: &mut Regs) {
         let sub = (r.ecx >> 16) as u16;
         let id = (r.edx >> 16) as usize;
         out.ecx = STATUS_FAIL;
         if sub == OPEN {
-            if r.ebx != RPCI {
-                return;
-            }
-            if let Some(free) = self.channels.iter().position(Option::is_none) {
-                self.channels[free] = Some(Channel::default());
-                out.ecx = STATUS_OK;
-                out.edx = (free as u32) << 16 | u32::from(PORT);
-            }
-            return;
+            return self.open(r, out);
         }
         let next_id = &mut self.next_reply_id;
         let Some(Some(ch)) = self.channels.get_mut(id) else {
@@ -140,12 +156,7 @@ impl Backdoor {
                 out.edx = u32::from(ch.reply_id) << 16 | (r.edx & 0xffff);
             }
             REPLY_DATA if r.ebx as u16 == ch.reply_id => {
-                let mut word = [0u8; 4];
-                let end = (ch.reply_at + 4).min(ch.reply.len());
-                let chunk = ch.reply.get(ch.reply_at..end).unwrap_or_default();
-                word[..chunk.len()].copy_from_slice(chunk);
-                ch.reply_at = end;
-                out.ebx = u32::from_le_bytes(word);
+                out.ebx = ch.next_reply_word();
                 out.ecx = STATUS_OK;
             }
             REPLY_FINISH if r.ebx as u16 == ch.reply_id => {

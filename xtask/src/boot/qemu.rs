@@ -207,29 +207,7 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         .canonicalize()
         .with_context(|| format!("cannot find ROM {}", boot.rom.display()))?;
     let files = Files::in_dir(boot.workdir);
-    let mut cmd = qemu_command(
-        boot.accel,
-        boot.device,
-        &rom,
-        boot.bootfile.as_deref(),
-        &files.monitor,
-    );
-    cmd.args([
-        "-object",
-        &format!("filter-dump,id=d0,netdev=n0,file={}", files.pcap.display()),
-    ]);
-    if boot.guestinfo.is_some() {
-        // Start paused, so that the breakpoints are in before the ROM runs.
-        cmd.arg("-S").args([
-            "-chardev",
-            &format!(
-                "socket,id=g,path={},server=on,wait=off",
-                files.gdb.display()
-            ),
-            "-gdb",
-            "chardev:g",
-        ]);
-    }
+    let mut cmd = command(boot, &rom, &files);
     server.clear();
     let started = Instant::now();
     let mut qemu = Qemu(
@@ -268,6 +246,35 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         screen,
         backdoor,
     })
+}
+
+/// QEMU for this boot: the ROM on its NIC, a pcap of the guest's traffic, and where guestinfo
+/// is answered, a paused start with a gdbstub for the breakpoints.
+fn command(boot: &Boot, rom: &Path, files: &Files) -> Command {
+    let mut cmd = qemu_command(
+        boot.accel,
+        boot.device,
+        rom,
+        boot.bootfile.as_deref(),
+        &files.monitor,
+    );
+    cmd.args([
+        "-object",
+        &format!("filter-dump,id=d0,netdev=n0,file={}", files.pcap.display()),
+    ]);
+    if boot.guestinfo.is_some() {
+        // Start paused, so that the breakpoints are in before the ROM runs.
+        cmd.arg("-S").args([
+            "-chardev",
+            &format!(
+                "socket,id=g,path={},server=on,wait=off",
+                files.gdb.display()
+            ),
+            "-gdb",
+            "chardev:g",
+        ]);
+    }
+    cmd
 }
 
 /// The files a boot talks to QEMU through, in its work directory.

@@ -14,9 +14,10 @@ use xshell::{cmd, Shell};
 use crate::{
     builder::{
         patch,
-        runtime::{Runtime, CROSS},
+        runtime::{Container, Runtime, CROSS},
     },
     cache::Cache,
+    record::Offset,
     source::Source,
     util,
 };
@@ -28,7 +29,7 @@ const CONTAINER_SRC: &str = "/build/src";
 pub struct BuildTree {
     pub root: PathBuf,
     /// Each patch that applied at an offset, by name, with its moved hunks.
-    pub offsets: Vec<(String, Vec<crate::record::Offset>)>,
+    pub offsets: Vec<(String, Vec<Offset>)>,
     _lock: crate::cache::Lock,
 }
 
@@ -39,6 +40,26 @@ impl BuildTree {
     pub fn src(&self) -> PathBuf {
         self.root.join("src")
     }
+}
+
+/// Applies the patches in order; returns the hunks that applied at an offset, by patch.
+fn apply_all(patches: &[patch::PatchSpec], tree: &Path) -> Result<Vec<(String, Vec<Offset>)>> {
+    let mut offsets = Vec::new();
+    for p in patches {
+        let moved = match patch::apply(p, tree) {
+            Ok(moved) => moved,
+            Err(_) if patch::already_applied(p, tree).unwrap_or(false) => bail!(
+                "patch {} is already in this iPXE tree: remove it from ipxe-patches/series.toml \
+                 (or the profile's patches)",
+                p.name
+            ),
+            Err(e) => return Err(e),
+        };
+        if !moved.is_empty() {
+            offsets.push((p.name.clone(), moved));
+        }
+    }
+    Ok(offsets)
 }
 
 /// Finds or makes the build tree for this source, patch series, profile and runtime. The
@@ -67,21 +88,7 @@ pub fn prepare_tree(
         let scratch = cache.scratch("build")?;
         let tree = scratch.path().join("tree");
         crate::util::copy_tree(sh, &source.tree, &tree)?;
-        let mut offsets = Vec::new();
-        for p in patches {
-            let moved = match patch::apply(p, &tree) {
-                Ok(moved) => moved,
-                Err(_) if patch::already_applied(p, &tree).unwrap_or(false) => bail!(
-                    "patch {} is already in this iPXE tree: remove it from ipxe-patches/series.toml \
-                     (or the profile's patches)",
-                    p.name
-                ),
-                Err(e) => return Err(e),
-            };
-            if !moved.is_empty() {
-                offsets.push((p.name.clone(), moved));
-            }
-        }
+        let offsets = apply_all(patches, &tree)?;
         fs::write(tree.join(OFFSETS_FILE), serde_json::to_string(&offsets)?)?;
         if root.exists() {
             fs::remove_dir_all(&root)?;
@@ -203,31 +210,8 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
     let command = match runtime {
         Runtime::Native { .. } => cmd!(sh, "make {args...}"),
         Runtime::Container(c) => {
-            let engine = &c.engine;
-            let image = &c.image;
-            let mount = format!("{}:/build", tree.root.display());
-            let user = container_user(sh, &tree.root)?;
-            let mut opts = vec![
-                "--rm".to_string(),
-                "--network=none".into(),
-                "--read-only".into(),
-                "--tmpfs=/tmp:exec".into(),
-                "--cap-drop=ALL".into(),
-                "--security-opt=no-new-privileges".into(),
-                format!("--user={user}"),
-                format!("--volume={mount}"),
-                format!("--workdir={CONTAINER_SRC}"),
-                format!("--env=SOURCE_DATE_EPOCH={epoch}"),
-                "--env=TZ=UTC".into(),
-                "--env=LC_ALL=C".into(),
-                "--env=HOME=/tmp".into(),
-            ];
-            if engine == "podman" {
-                opts.push("--userns=keep-id".into());
-            }
-            if let Some(v) = &c.usr_volume {
-                opts.push(format!("--mount=type=volume,src={v},dst=/usr,readonly"));
-            }
+            let (engine, image) = (&c.engine, &c.image);
+            let opts = container_opts(sh, c, tree, &epoch)?;
             cmd!(sh, "{engine} run {opts...} {image} make {args...}")
         }
     };
@@ -260,6 +244,35 @@ pub fn make(sh: &Shell, runtime: &Runtime, tree: &BuildTree, job: &MakeJob) -> R
         );
     }
     Ok(log)
+}
+
+/// `run` options for the builder container: no network, a read-only root, no capabilities,
+/// the invoker's uid, the build tree as the only writable mount, and the byte-deciding env.
+fn container_opts(sh: &Shell, c: &Container, tree: &BuildTree, epoch: &str) -> Result<Vec<String>> {
+    let mount = format!("{}:/build", tree.root.display());
+    let user = container_user(sh, &tree.root)?;
+    let mut opts = vec![
+        "--rm".to_string(),
+        "--network=none".into(),
+        "--read-only".into(),
+        "--tmpfs=/tmp:exec".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+        format!("--user={user}"),
+        format!("--volume={mount}"),
+        format!("--workdir={CONTAINER_SRC}"),
+        format!("--env=SOURCE_DATE_EPOCH={epoch}"),
+        "--env=TZ=UTC".into(),
+        "--env=LC_ALL=C".into(),
+        "--env=HOME=/tmp".into(),
+    ];
+    if c.engine == "podman" {
+        opts.push("--userns=keep-id".into());
+    }
+    if let Some(v) = &c.usr_volume {
+        opts.push(format!("--mount=type=volume,src={v},dst=/usr,readonly"));
+    }
+    Ok(opts)
 }
 
 /// The invoking user's uid:gid, so the container can do no more than the user can and what it
@@ -303,13 +316,51 @@ fn fresh_estimate(src: &Path) -> Option<usize> {
 
 /// Runs make, counting the objects it compiles (iPXE prints `[BUILD] <object>` for each) on one
 /// line that shows the elapsed time too.
+/// Reads make's output on a thread, counting `[BUILD]` and `[DEPS]` lines as they come.
+fn count_lines(
+    out: impl std::io::Read + Send + 'static,
+    built: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    deps: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::{
+        io::{BufRead, BufReader},
+        sync::atomic::Ordering,
+    };
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+            if line.windows(7).any(|w| w == b"[BUILD]") {
+                built.fetch_add(1, Ordering::Relaxed);
+            } else if line.windows(6).any(|w| w == b"[DEPS]") {
+                deps.fetch_add(1, Ordering::Relaxed);
+            }
+            all.extend_from_slice(&line);
+            all.push(b'\n');
+        }
+        all
+    })
+}
+
+/// What the status line says of `n` objects compiled and `d` dependency files read.
+fn progress(n: usize, d: usize, estimate: Option<usize>) -> String {
+    let of = match estimate {
+        Some(t) if t >= n => format!(" of about {t}"),
+        _ => String::new(),
+    };
+    if n == 0 && d > 0 {
+        format!("{d} dependency files read")
+    } else {
+        format!("{n}{of} objects compiled")
+    }
+}
+
 fn with_progress(
     mut cmd: std::process::Command,
     label: &str,
     estimate: Option<usize>,
 ) -> Result<std::process::Output> {
     use std::{
-        io::{BufRead, BufReader, Read},
+        io::Read,
         process::Stdio,
         sync::{
             atomic::{AtomicUsize, Ordering},
@@ -323,21 +374,8 @@ fn with_progress(
         .spawn()?;
     let built = Arc::new(AtomicUsize::new(0));
     let deps = Arc::new(AtomicUsize::new(0));
-    let (count, dep_count) = (built.clone(), deps.clone());
     let out = child.stdout.take().context("no make stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
-            if line.windows(7).any(|w| w == b"[BUILD]") {
-                count.fetch_add(1, Ordering::Relaxed);
-            } else if line.windows(6).any(|w| w == b"[DEPS]") {
-                dep_count.fetch_add(1, Ordering::Relaxed);
-            }
-            all.extend_from_slice(&line);
-            all.push(b'\n');
-        }
-        all
-    });
+    let reader = count_lines(out, built.clone(), deps.clone());
     let mut err = child.stderr.take().context("no make stderr")?;
     let errors = std::thread::spawn(move || {
         let mut all = Vec::new();
@@ -351,15 +389,7 @@ fn with_progress(
             break status;
         }
         let (n, d) = (built.load(Ordering::Relaxed), deps.load(Ordering::Relaxed));
-        let of = match estimate {
-            Some(t) if t >= n => format!(" of about {t}"),
-            _ => String::new(),
-        };
-        let what = if n == 0 && d > 0 {
-            format!("{d} dependency files read")
-        } else {
-            format!("{n}{of} objects compiled")
-        };
+        let what = progress(n, d, estimate);
         line.show(&format!(
             "building {label}: {what}, {} s",
             started.elapsed().as_secs()

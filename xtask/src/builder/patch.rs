@@ -267,6 +267,38 @@ fn side_path(line: &str) -> Option<String> {
     )
 }
 
+impl Hunk {
+    /// One line of the hunk: context, removal, addition, or a `\ No newline` marker for the
+    /// line before it (`last` is that line's first character).
+    fn take(&mut self, line: &str, body: String, last: char) -> Result<()> {
+        match line.chars().next() {
+            Some(' ') => {
+                self.old.push(body.clone());
+                self.new.push(body);
+            }
+            Some('\n') | None => {
+                self.old.push(String::new());
+                self.new.push(String::new());
+            }
+            Some('-') => self.old.push(body),
+            Some('+') => self.new.push(body),
+            Some('\\') => match last {
+                '-' => self.old_no_eol = true,
+                '+' => self.new_no_eol = true,
+                _ => {
+                    self.old_no_eol = true;
+                    self.new_no_eol = true;
+                }
+            },
+            _ => bail!(
+                "hunk '{}' has a line that is not context, removal or addition: {line:?}",
+                self.header
+            ),
+        }
+        Ok(())
+    }
+}
+
 /// `@@ -A,B +C,D @@` to ((A, B), (C, D)); a missing count is 1.
 fn ranges(header: &str) -> Result<((usize, usize), (usize, usize))> {
     let ranges = header
@@ -312,30 +344,7 @@ fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
             .to_string();
         hunk.canonical.push_str(line.trim_end_matches('\n'));
         hunk.canonical.push('\n');
-        match line.chars().next() {
-            Some(' ') => {
-                hunk.old.push(body.clone());
-                hunk.new.push(body);
-            }
-            Some('\n') | None => {
-                hunk.old.push(String::new());
-                hunk.new.push(String::new());
-            }
-            Some('-') => hunk.old.push(body),
-            Some('+') => hunk.new.push(body),
-            Some('\\') => match last {
-                '-' => hunk.old_no_eol = true,
-                '+' => hunk.new_no_eol = true,
-                _ => {
-                    hunk.old_no_eol = true;
-                    hunk.new_no_eol = true;
-                }
-            },
-            _ => bail!(
-                "hunk '{}' has a line that is not context, removal or addition: {line:?}",
-                hunk.header
-            ),
-        }
+        hunk.take(line, body, last)?;
         last = line.chars().next().unwrap_or(' ');
         i += 1;
         if hunk.old.len() > old_len || hunk.new.len() > new_len {

@@ -131,72 +131,14 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 /// Walks the image chain. Structural damage (no signature, PCIR outside the file, an image
 /// running past the end) is an error; checks that a ROM may fail are in [`check`].
 pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
-    let mut images = Vec::new();
+    let mut images: Vec<Image> = Vec::new();
     let mut offset = 0usize;
     loop {
-        let img = &bytes[offset..];
-        let n = images.len() + 1;
-        if img.len() < 2 || img[0] != 0x55 || img[1] != 0xaa {
-            bail!(
-                "image {n} at offset {offset:#x} does not start with the 0x55 0xAA ROM signature"
-            );
-        }
-        if img.len() < 0x1a {
-            bail!(
-                "image {n} at offset {offset:#x} has the ROM signature but only {} bytes, fewer \
-                 than the 26 of a ROM header",
-                img.len()
-            );
-        }
-        let pcir = usize::from(u16_at(img, 0x18).unwrap_or(0));
-        if img.get(pcir..pcir + 4) != Some(b"PCIR".as_slice()) || img.len() < pcir + 0x18 {
-            bail!("image at offset {offset:#x}: no PCIR structure at {pcir:#x}");
-        }
-        let p = &img[pcir..];
-        let length = usize::from(u16_at(p, 0x10).unwrap_or(0)) * 512;
-        if length == 0 {
-            bail!("image at offset {offset:#x}: PCIR image length is zero");
-        }
-        let code_type = CodeType::from_byte(p[0x14]);
-        let pcir_revision = p[0x0c];
-        let device_list = match u16_at(p, 0x08) {
-            Some(list) if pcir_revision >= 3 && list != 0 => {
-                read_device_list(img, pcir + usize::from(list))
-            }
-            _ => Vec::new(),
-        };
-        let efi =
-            (code_type == CodeType::Efi && u16_at(img, 4) == Some(0x0ef1)).then(|| EfiHeader {
-                subsystem: u16_at(img, 0x08).unwrap_or(0),
-                machine_type: u16_at(img, 0x0a).unwrap_or(0),
-                compressed: u16_at(img, 0x0c) == Some(1),
-                image_offset: u16_at(img, 0x16).unwrap_or(0),
-            });
-        let in_file = img.len() >= length;
-        let legacy = code_type == CodeType::X86Legacy;
-        images.push(Image {
-            offset,
-            length,
-            vendor: u16_at(p, 4).unwrap_or(0),
-            device: u16_at(p, 6).unwrap_or(0),
-            device_list,
-            pcir_revision,
-            class_code: u32::from(p[0x0d]) | u32::from(p[0x0e]) << 8 | u32::from(p[0x0f]) << 16,
-            code_type,
-            last: p[0x15] & 0x80 != 0,
-            init_size: legacy.then(|| usize::from(img[2]) * 512),
-            checksum_ok: (legacy && in_file)
-                .then(|| img[..length].iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0),
-            efi,
-        });
-        if !in_file {
-            bail!(
-                "image at offset {offset:#x} says it is {length} bytes, but only {} remain in the file",
-                img.len()
-            );
-        }
-        offset += length;
-        if p[0x15] & 0x80 != 0 || offset >= bytes.len() {
+        let image = image_at(&bytes[offset..], offset, images.len() + 1)?;
+        let last = image.last;
+        offset += image.length;
+        images.push(image);
+        if last || offset >= bytes.len() {
             break;
         }
         if images.len() >= 16 {
@@ -204,6 +146,76 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Image>> {
         }
     }
     Ok(images)
+}
+
+impl EfiHeader {
+    /// The EFI fields of an image's header, where its signature says it has them.
+    fn read(img: &[u8]) -> Option<EfiHeader> {
+        (u16_at(img, 4) == Some(0x0ef1)).then(|| EfiHeader {
+            subsystem: u16_at(img, 0x08).unwrap_or(0),
+            machine_type: u16_at(img, 0x0a).unwrap_or(0),
+            compressed: u16_at(img, 0x0c) == Some(1),
+            image_offset: u16_at(img, 0x16).unwrap_or(0),
+        })
+    }
+}
+
+/// The `n`th image, which starts at `offset` of the file and runs on in `img`.
+fn image_at(img: &[u8], offset: usize, n: usize) -> Result<Image> {
+    if img.len() < 2 || img[0] != 0x55 || img[1] != 0xaa {
+        bail!("image {n} at offset {offset:#x} does not start with the 0x55 0xAA ROM signature");
+    }
+    if img.len() < 0x1a {
+        bail!(
+            "image {n} at offset {offset:#x} has the ROM signature but only {} bytes, fewer \
+             than the 26 of a ROM header",
+            img.len()
+        );
+    }
+    let pcir = usize::from(u16_at(img, 0x18).unwrap_or(0));
+    if img.get(pcir..pcir + 4) != Some(b"PCIR".as_slice()) || img.len() < pcir + 0x18 {
+        bail!("image at offset {offset:#x}: no PCIR structure at {pcir:#x}");
+    }
+    let p = &img[pcir..];
+    let length = usize::from(u16_at(p, 0x10).unwrap_or(0)) * 512;
+    if length == 0 {
+        bail!("image at offset {offset:#x}: PCIR image length is zero");
+    }
+    let code_type = CodeType::from_byte(p[0x14]);
+    let pcir_revision = p[0x0c];
+    let device_list = match u16_at(p, 0x08) {
+        Some(list) if pcir_revision >= 3 && list != 0 => {
+            read_device_list(img, pcir + usize::from(list))
+        }
+        _ => Vec::new(),
+    };
+    let efi = (code_type == CodeType::Efi)
+        .then(|| EfiHeader::read(img))
+        .flatten();
+    let in_file = img.len() >= length;
+    let legacy = code_type == CodeType::X86Legacy;
+    let image = Image {
+        offset,
+        length,
+        vendor: u16_at(p, 4).unwrap_or(0),
+        device: u16_at(p, 6).unwrap_or(0),
+        device_list,
+        pcir_revision,
+        class_code: u32::from(p[0x0d]) | u32::from(p[0x0e]) << 8 | u32::from(p[0x0f]) << 16,
+        code_type,
+        last: p[0x15] & 0x80 != 0,
+        init_size: legacy.then(|| usize::from(img[2]) * 512),
+        checksum_ok: (legacy && in_file)
+            .then(|| img[..length].iter().fold(0u8, |a, b| a.wrapping_add(*b)) == 0),
+        efi,
+    };
+    if !in_file {
+        bail!(
+            "image at offset {offset:#x} says it is {length} bytes, but only {} remain in the file",
+            img.len()
+        );
+    }
+    Ok(image)
 }
 
 fn read_device_list(img: &[u8], at: usize) -> Vec<u16> {

@@ -65,17 +65,58 @@ pub fn build_image_unless_built(
     let image = format!("vsphere-ipxe-rom-builder:{}", &util::sha256_hex(&key)[..16]);
     if image_id(sh, engine, &image).is_err() {
         toolchain::fetch(&lock, arch, cache, mirror)?;
-        let context = crate::util::TempDir::new("vsphere-ipxe-rom-image-")?;
-        let ctx = context.path();
-        std::fs::write(ctx.join("Dockerfile"), &text)?;
-        toolchain::stage(&lock, arch, cache, ctx)?;
-        let mut build_args = vec![format!("--build-arg=LOCK_DIGEST={lock_digest}")];
-        build_args.extend(base.map(|b| format!("--build-arg=BASE={b}")));
+        let build = ImageBuild {
+            engine,
+            image: &image,
+            dockerfile: &text,
+            base,
+            lock: &lock,
+            lock_digest: &lock_digest,
+        };
         eprintln!(
             "building the builder image {image} from {} and {} (no network)",
             dockerfile.display(),
             lock_path.display()
         );
+        build.run(sh, cache).with_context(|| {
+            format!(
+                "cannot build the builder image from {} and {}",
+                dockerfile.display(),
+                lock_path.display()
+            )
+        })?;
+    }
+    let image_id = image_id(sh, engine, &image)?;
+    Ok(Container {
+        engine: engine.to_string(),
+        image,
+        image_id,
+        usr_volume: None,
+        lock: Some(lock_digest),
+    })
+}
+
+/// Docker's stderr without the legacy builder's deprecation notice (its first paragraph), which
+/// it prints on every build and which says nothing about what went wrong.
+/// One build of the builder image, from the Dockerfile and exactly the locked .debs.
+struct ImageBuild<'a> {
+    engine: &'a str,
+    image: &'a str,
+    dockerfile: &'a [u8],
+    base: Option<&'a str>,
+    lock: &'a toolchain::Lock,
+    lock_digest: &'a str,
+}
+
+impl ImageBuild<'_> {
+    fn run(&self, sh: &Shell, cache: &Cache) -> Result<()> {
+        let context = crate::util::TempDir::new("vsphere-ipxe-rom-image-")?;
+        let ctx = context.path();
+        std::fs::write(ctx.join("Dockerfile"), self.dockerfile)?;
+        toolchain::stage(self.lock, toolchain::host_arch(), cache, ctx)?;
+        let mut build_args = vec![format!("--build-arg=LOCK_DIGEST={}", self.lock_digest)];
+        build_args.extend(self.base.map(|b| format!("--build-arg=BASE={b}")));
+        let (engine, image) = (self.engine, self.image);
         // The legacy builder's deprecation notice would print on every image build: stderr is
         // shown only when the build fails.
         let out = cmd!(
@@ -91,24 +132,14 @@ pub fn build_image_unless_built(
                 without_legacy_notice(&String::from_utf8_lossy(&out.stderr))
             );
             bail!(
-                "cannot build the builder image from {}; where no registry is reachable, \
-                 pass a local base image with --base-image",
-                dockerfile.display()
+                "{engine} build failed; where no registry is reachable, pass a local base image \
+                 with --base-image"
             );
         }
+        Ok(())
     }
-    let image_id = image_id(sh, engine, &image)?;
-    Ok(Container {
-        engine: engine.to_string(),
-        image,
-        image_id,
-        usr_volume: None,
-        lock: Some(lock_digest),
-    })
 }
 
-/// Docker's stderr without the legacy builder's deprecation notice (its first paragraph), which
-/// it prints on every build and which says nothing about what went wrong.
 fn without_legacy_notice(stderr: &str) -> String {
     let mut skipping = false;
     let mut out = String::new();
@@ -157,6 +188,47 @@ const VOLUME_LABEL: &str = "vsphere-ipxe-rom.usr-of";
 /// Marks a finished fill; a volume without it may be a fill cut short.
 const FILLED: &str = "/usr/.vsphere-ipxe-rom-filled";
 
+/// Makes volume `name` anew from the image's `/usr`, removing a copy that was cut short, and
+/// marks it filled.
+fn fill_volume(sh: &Shell, c: &Container, name: &str, exists: bool) -> Result<()> {
+    let (engine, image, id) = (&c.engine, &c.image, c.digest());
+    if exists {
+        cmd!(sh, "{engine} volume rm {name}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!(
+                    "volume {name} holds a copy of the toolchain that was cut short and cannot be \
+                     removed; remove it with `{engine} volume rm {name}` once no container \
+                     uses it, then build again"
+                )
+            })?;
+    }
+    eprintln!("copying the builder image's /usr into volume {name} (once per image)");
+    let label = format!("--label={VOLUME_LABEL}={id}");
+    let writable = format!("--mount=type=volume,src={name},dst=/usr");
+    cmd!(sh, "{engine} volume create {label} {name}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .and_then(|()| {
+            cmd!(
+                sh,
+                "{engine} run --rm --network=none --user=0:0 --cap-drop=ALL {writable} {image} touch {FILLED}"
+            )
+            .quiet()
+            .run()
+        })
+        .with_context(|| {
+            format!(
+                "cannot fill volume {name} from {image} (it takes about 400 MB of the \
+                 engine's disk); {engine}'s message above says why"
+            )
+        })?;
+    Ok(())
+}
+
 /// On fuse-overlayfs storage, a named volume holding a copy of the image's `/usr` (compiler,
 /// binutils, headers, libraries), to be mounted read-only over it: the host's own filesystem
 /// then serves what thousands of compiler runs read. Elsewhere `None`: the image is served
@@ -201,40 +273,7 @@ pub fn toolchain_volume(sh: &Shell, cache: &Cache, c: &Container) -> Result<Opti
         .is_ok()
     };
     if !(exists() && marked()) {
-        if exists() {
-            cmd!(sh, "{engine} volume rm {name}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .with_context(|| {
-                    format!(
-                        "volume {name} holds a copy of the toolchain that was cut short and cannot be \
-                         removed; remove it with `{engine} volume rm {name}` once no container \
-                         uses it, then build again"
-                    )
-                })?;
-        }
-        eprintln!("copying the builder image's /usr into volume {name} (once per image)");
-        let label = format!("--label={VOLUME_LABEL}={id}");
-        let writable = format!("--mount=type=volume,src={name},dst=/usr");
-        cmd!(sh, "{engine} volume create {label} {name}")
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .and_then(|()| {
-                cmd!(
-                    sh,
-                    "{engine} run --rm --network=none --user=0:0 --cap-drop=ALL {writable} {image} touch {FILLED}"
-                )
-                .quiet()
-                .run()
-            })
-            .with_context(|| {
-                format!(
-                    "cannot fill volume {name} from {image} (it takes about 400 MB of the \
-                     engine's disk); {engine}'s message above says why"
-                )
-            })?;
+        fill_volume(sh, c, &name, exists())?;
     }
     cache.put("images", &record_name, name.as_bytes())?;
     Ok(Some(name))
