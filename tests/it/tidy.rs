@@ -150,18 +150,7 @@ fn the_layout_shows_the_pipeline() {
             "README's layout section lacks xtask/src/{f}/"
         );
     }
-    let mut files = Vec::new();
-    let mut stack = vec![src.clone()];
-    while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
+    let files = rust_files();
     let main = fs::read_to_string(src.join("main.rs")).unwrap();
     for path in &files {
         let rel = path
@@ -204,43 +193,52 @@ fn the_layout_shows_the_pipeline() {
 fn functions() -> Vec<(String, String, usize)> {
     let src = repo().join("xtask/src");
     let mut out = Vec::new();
-    let mut stack = vec![src.clone()];
+    for p in rust_files() {
+        let rel = p.strip_prefix(&src).unwrap().display().to_string();
+        let text = fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .collect();
+        let mut i = 0;
+        while i < lines.len() {
+            let line = lines[i];
+            let code = line.trim_start();
+            let indent = &line[..line.len() - code.len()];
+            let code = code
+                .trim_start_matches("pub ")
+                .trim_start_matches("pub(crate) ");
+            if let Some(rest) = code.strip_prefix("fn ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let close = format!("{indent}}}");
+                let end = (i..lines.len()).find(|&j| lines[j] == close).unwrap_or(i);
+                out.push((rel.clone(), name, end - i + 1));
+                i = end;
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every `.rs` file below `xtask/src/`.
+fn rust_files() -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![repo().join("xtask/src")];
     while let Some(dir) = stack.pop() {
         for e in fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-                continue;
-            }
-            let rel = p.strip_prefix(&src).unwrap().display().to_string();
-            let text = fs::read_to_string(&p).unwrap();
-            let lines: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.starts_with("#[cfg(test)]"))
-                .collect();
-            let mut i = 0;
-            while i < lines.len() {
-                let line = lines[i];
-                let code = line.trim_start();
-                let indent = &line[..line.len() - code.len()];
-                let code = code
-                    .trim_start_matches("pub ")
-                    .trim_start_matches("pub(crate) ");
-                if let Some(rest) = code.strip_prefix("fn ") {
-                    let name: String = rest
-                        .chars()
-                        .take_while(|c| c.is_alphanumeric() || *c == '_')
-                        .collect();
-                    let close = format!("{indent}}}");
-                    let end = (i..lines.len()).find(|&j| lines[j] == close).unwrap_or(i);
-                    out.push((rel.clone(), name, end - i + 1));
-                    i = end;
-                }
-                i += 1;
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
             }
         }
     }
-    out
+    files
 }
 
 /// Short functions: none over 60 lines outside tests, and a command's `run` under about 40
