@@ -68,25 +68,24 @@ fn print_table(outcome: &build::Outcome) {
 
 /// What became of the record and of the other NICs' ROMs already in `out`.
 fn print_carried(out: &Path, carried: &emit::Carried) {
-    if !carried.kept.is_empty() {
-        println!(
-            "kept {} from the same inputs, so SHA256SUMS and the manifest list every NIC{}",
-            carried.kept.join(", "),
-            if carried.records_only.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " ({} listed, not here: build them with --nic all)",
-                    carried.records_only.join(", ")
-                )
-            }
-        );
-    }
+    let absent = if carried.records_only.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} listed, not here: build them with --nic all)",
+            carried.records_only.join(", ")
+        )
+    };
     if carried.record_kept {
         println!(
-            "the ROMs are the bytes {} already lists: its record is kept as it stands \
+            "the ROMs are the bytes {} already lists: its record is kept as it stands{absent} \
              (--record rewrites it from this build)",
             out.join(SUMS).display()
+        );
+    } else if !carried.kept.is_empty() {
+        println!(
+            "kept {} from the same inputs, so SHA256SUMS and the manifest list every NIC{absent}",
+            carried.kept.join(", ")
         );
     }
     if let Some((names, why)) = &carried.dropped {

@@ -39,7 +39,8 @@ pub struct Carried {
     pub records_only: Vec<String>,
     /// Left out, and why: they came from other inputs.
     pub dropped: Option<(Vec<String>, String)>,
-    /// The built ROMs are the bytes the record lists, so the record was kept as it stands.
+    /// Built from other inputs (another runtime, say), the ROMs are the bytes the record lists,
+    /// so the record was kept as it stands.
     pub record_kept: bool,
 }
 
@@ -67,18 +68,20 @@ pub fn carry_over(
         .filter(|k| !manifest.roms.contains_key(*k))
         .cloned()
         .collect();
-    carried.record_kept = !record
+    let bytes_match = !record
         && manifest
             .roms
             .iter()
             .all(|(name, info)| old.roms.get(name).is_some_and(|o| o.sha256 == info.sha256));
-    if carried.record_kept {
+    let same_inputs = old.inputs() == manifest.inputs();
+    carried.record_kept = bytes_match && !same_inputs;
+    if bytes_match {
         *manifest = old.clone();
     }
     if others.is_empty() {
         return Ok(carried);
     }
-    if !carried.record_kept && old.inputs() != manifest.inputs() {
+    if !bytes_match && !same_inputs {
         carried.dropped = Some((
             others,
             "they were built from other inputs (source, profile, patches or toolchain)".into(),
