@@ -174,3 +174,74 @@ fn a_malformed_pin_names_file_line_and_column() {
         "ipxe.toml:5:1: unknown field `url`",
     );
 }
+
+/// A boot-fixtures lock of two made-up .debs, as configs/boot-fixtures.lock names them.
+fn write_fixture_lock(project: &Project, kernel: &[u8], busybox: &[u8]) {
+    let entry = |name: &str, pool: &str, bytes: &[u8]| {
+        format!(
+            "[[package]]\nname = \"{name}\"\nversion = \"1\"\narchitecture = \"amd64\"\n\
+             sha256 = \"{}\"\nsize = {}\npool = \"{pool}\"\nurl = \"{}/{pool}\"\n\n",
+            xtask::util::sha256_hex(bytes),
+            bytes.len(),
+            dead_url()
+        )
+    };
+    let lock =
+        format!(
+        "snapshot = \"20260711T101637Z\"\nresolved_from = \"http://deb.debian.org/debian\"\n\n{}{}",
+        entry("linux-image-6.1.0-0-cloud-amd64", "pool/main/l/k.deb", kernel),
+        entry("busybox-static", "pool/main/b/b.deb", busybox)
+    );
+    fs::write(project.path("configs/boot-fixtures.lock"), lock).unwrap();
+}
+
+#[test]
+fn boot_fixtures_come_by_sha256_from_the_mirror_or_a_directory() {
+    let project = Project::new(&[]);
+    let (kernel, busybox) = (b"a kernel".to_vec(), b"a busybox".to_vec());
+    write_fixture_lock(&project, &kernel, &busybox);
+    let debs = project.cache().join("debs");
+
+    // A mirror that serves the wrong bytes for one: nothing of it enters the cache.
+    let mirror = HttpServer::serve_map(
+        [
+            ("/pool/main/l/k.deb".to_string(), b"tampered".to_vec()),
+            ("/pool/main/b/b.deb".to_string(), busybox.clone()),
+        ]
+        .into(),
+    );
+    let out = project.xtask(&["fetch", "--boot-fixtures", "--deb-mirror", &mirror.url]);
+    let err = fails_with(&out, "cannot fetch the boot fixtures");
+    assert!(err.contains("is not the locked"), "{err}");
+    assert!(err.contains("fetch --boot-fixtures --debs DIR"), "{err}");
+    let kernel_sha = xtask::util::sha256_hex(&kernel);
+    assert!(!debs.join(format!("{kernel_sha}.deb")).exists());
+
+    // Offline: only the busybox .deb in the directory; the kernel is still named as missing.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("busybox.deb"), &busybox).unwrap();
+    fs::write(dir.path().join("other.deb"), b"not locked").unwrap();
+    let args = [
+        "fetch",
+        "--boot-fixtures",
+        "--debs",
+        dir.path().to_str().unwrap(),
+    ];
+    let err = fails_with(
+        &project.xtask(&args),
+        "linux-image-6.1.0-0-cloud-amd64 1 is not in the cache",
+    );
+    assert!(err.contains("cargo xtask fetch --boot-fixtures"), "{err}");
+    fs::write(dir.path().join("kernel.deb"), &kernel).unwrap();
+    let out = project.xtask(&args);
+    ok(&out);
+    assert!(
+        stdout(&out).contains("imported 2 boot fixture(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(debs.join(format!("{kernel_sha}.deb")).is_file());
+    assert!(!debs
+        .join(format!("{}.deb", xtask::util::sha256_hex(b"not locked")))
+        .exists());
+}

@@ -330,6 +330,12 @@ fn assert_read_every_key(log: &std::path::Path) {
     }
 }
 
+/// A listener on boot-test's old fixed port that never answers: a boot that talked to it would
+/// hang. None where the port is taken already (which proves the same).
+fn squat_old_port() -> Option<std::net::TcpListener> {
+    std::net::TcpListener::bind(("127.0.0.1", 18080)).ok()
+}
+
 #[test]
 fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
     let Some(real) = Real::find() else { return };
@@ -337,15 +343,16 @@ fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
         skip("qemu-system-x86_64 is missing; apt-get install qemu-system-x86 to boot the ROMs");
         return;
     }
+    let _squatter = squat_old_port();
     let kept = real.out("boots");
     let out = real.xtask(&[
         "boot-test",
         "--nic",
         "vmxnet3,e1000,e1000e,vlance",
+        "--path",
+        "dhcp,static,guestinfo,faults",
         "--runtime",
         "native",
-        "--port",
-        "18092",
         "--keep",
         kept.to_str().unwrap(),
     ]);
@@ -401,13 +408,116 @@ fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
         let file = Nic::by_name(nic)
             .unwrap()
             .file_name(xtask::nic::RomFormat::Rom);
-        let want = vmx_json(
-            &real,
-            nic,
-            &release.join(&file),
-            "http://10.0.2.2:18092/boot.ipxe",
-        );
+        // The port boot-test picked; never the old fixed one, which a squatter holds.
+        let chain = parsed["guestinfo.ipxe.filename"].as_str().unwrap();
+        assert!(chain.starts_with("http://10.0.2.2:"), "{chain}");
+        assert!(!chain.contains(":18080/"), "{chain}");
+        let want = vmx_json(&real, nic, &release.join(&file), chain);
         assert_eq!(keys, want, "boot-test's keys for {nic} differ from vmx's");
+        assert_read_every_key(&dir.join("guestrpc.log"));
+    }
+}
+
+/// Whether the Linux kernel and busybox of configs/boot-fixtures.lock are cached; says SKIP
+/// with the command that fetches them otherwise.
+fn have_os_fixtures(real: &Real) -> bool {
+    let project = xtask::project::Project {
+        root: real.project.path().to_path_buf(),
+    };
+    let cache = Cache::at(real.cache.clone());
+    match xtask::boot::os::prepare_check(&project, &cache) {
+        Ok(()) => true,
+        Err(e) => {
+            skip(&format!("not booting Linux: {e:#}"));
+            false
+        }
+    }
+}
+
+/// The rows of an OS boot table: each NIC's `os` (guestinfo) and `os-dhcp` boot reached init
+/// with the right values; the cases that must fail did, each naming its reason.
+fn assert_linux_booted(text: &str, nics: usize) {
+    let rows = boot_rows(text);
+    assert_eq!(rows.len(), nics * 2 + 3, "{text}");
+    for row in &rows {
+        match row["path"].as_str() {
+            "os" | "os-dhcp" => {
+                assert_eq!(
+                    (row["booted"].as_str(), row["address"].as_str()),
+                    ("yes", "10.0.2.15"),
+                    "{text}"
+                );
+                let init: f64 = row["init"].trim_end_matches('s').parse().unwrap();
+                let rate: f64 = row["MB/s"].parse().unwrap();
+                assert!(init > 0.0 && rate > 0.0, "{text}");
+                if row["path"] == "os" {
+                    assert_eq!(row["dhcp"], "0", "a guestinfo boot sends no DHCP:\n{text}");
+                }
+            }
+            "os-imgfetch" | "os-no-initrd" | "os-cmdline" => {}
+            other => panic!("unexpected path {other}:\n{text}"),
+        }
+    }
+    for reason in [
+        "Initramfs unpacking failed: invalid magic",
+        "Kernel panic - not syncing: VFS: Unable to mount root fs",
+        "init's command line hashes to",
+    ] {
+        assert!(
+            text.contains("ended as it should: ") && text.contains(reason),
+            "the failing cases name why ({reason}):\n{text}"
+        );
+    }
+}
+
+#[test]
+fn the_release_roms_boot_linux_from_guestinfo_on_every_nic() {
+    let Some(real) = Real::find() else { return };
+    if !have("qemu-system-x86_64", "--version") {
+        skip("qemu-system-x86_64 is missing; apt-get install qemu-system-x86 to boot Linux");
+        return;
+    }
+    if !have_os_fixtures(&real) {
+        return;
+    }
+    let kept = real.out("os-boots");
+    let out = real.xtask(&[
+        "boot-test",
+        "--nic",
+        "vmxnet3,e1000,e1000e",
+        "--path",
+        "os",
+        "--runtime",
+        "native",
+        "--keep",
+        kept.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    ok(&out);
+    assert_linux_booted(&text, 3);
+    // Linux saw the guestinfo values on its command line, as vmx's keys set them.
+    for dir in fs::read_dir(&kept).unwrap() {
+        let dir = dir.unwrap().path();
+        if !dir.to_string_lossy().ends_with("-os") {
+            continue;
+        }
+        let serial = fs::read_to_string(dir.join("serial.log")).unwrap();
+        let keys: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join("keys.json")).unwrap()).unwrap();
+        assert!(
+            keys["guestinfo.ipxe.filename"]
+                .as_str()
+                .unwrap()
+                .ends_with("/os/os.ipxe"),
+            "{keys}"
+        );
+        let report = xtask::boot::os::Report::find(&serial).expect("init reported");
+        assert_eq!(
+            [report.ip, report.gateway, report.dns],
+            ["10.0.2.15", "10.0.2.2", "10.0.2.3"].map(String::from)
+        );
+        assert!(serial.contains("Linux version 6.1.0-"), "{serial}");
         assert_read_every_key(&dir.join("guestrpc.log"));
     }
 }
@@ -542,6 +652,29 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
             stdout(&run)
         );
         assert_read_every_key(&kept.join("boot-0-guestinfo/guestrpc.log"));
+    }
+
+    // Linux over TLS: the kernel and initrd from the same server, on every vSphere NIC's ROM.
+    if have_os_fixtures(&real) {
+        let mut args = vec![
+            "boot-test".to_string(),
+            "--path".into(),
+            "os".into(),
+            "--os-url".into(),
+            "https://10.0.2.2:18543/".into(),
+            "--os-dir".into(),
+            tls.path().join("www").to_str().unwrap().into(),
+        ];
+        for (file, info) in &manifest.roms {
+            if info.nic != "vlance" {
+                args.extend(["--rom".into(), out.join(file).to_str().unwrap().into()]);
+            }
+        }
+        let run = real.command().args(&args).output().unwrap();
+        let text = stdout(&run);
+        eprintln!("{text}");
+        ok(&run);
+        assert_linux_booted(&text, 3);
     }
 
     let _bad = serve_tls(tls.path(), "bad", 18544);

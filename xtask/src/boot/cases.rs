@@ -10,6 +10,7 @@ use std::{
 use anyhow::{Context, Result};
 
 use crate::{
+    boot::os::{self, Script},
     boot::qemu::{self, Ending, Outcome},
     cache::Cache,
     check::romcheck,
@@ -40,6 +41,50 @@ pub enum Expect {
     Report { ip: Option<String>, dhcp: bool },
     /// End before the time limit with iPXE's error on screen, and without reporting.
     Fail { requested: Option<String> },
+    /// Boot Linux, whose `/init` reports on the serial console what it was handed; or, where
+    /// `fails_because` is set, end before the time limit with that reason named.
+    Linux {
+        want: LinuxWant,
+        dhcp: bool,
+        fails_because: Option<&'static str>,
+    },
+}
+
+/// What Linux's `/init` must report: the settings iPXE had, this run's nonce, and the sha256
+/// of the command line the script was meant to pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxWant {
+    pub ip: String,
+    pub gateway: String,
+    pub dns: String,
+    pub nonce: String,
+    pub cmdline_sha256: String,
+}
+
+impl LinuxWant {
+    pub fn new(ip: &str, gateway: &str, dns: &str, nonce: &str) -> LinuxWant {
+        LinuxWant {
+            ip: ip.into(),
+            gateway: gateway.into(),
+            dns: dns.into(),
+            nonce: nonce.into(),
+            cmdline_sha256: os::cmdline_sha256(&os::cmdline(nonce, ip, gateway, dns)),
+        }
+    }
+
+    /// What guestinfo keys set, as iPXE hands them on.
+    pub fn from_keys(keys: &BTreeMap<String, String>, nonce: &str) -> LinuxWant {
+        let key = |k: &str| {
+            keys.get(&format!("guestinfo.ipxe.{k}"))
+                .map_or("", String::as_str)
+        };
+        LinuxWant::new(key("net0.ip"), key("net0.gateway"), key("dns"), nonce)
+    }
+
+    /// What QEMU's DHCP server hands out.
+    pub fn qemu_dhcp(nonce: &str) -> LinuxWant {
+        LinuxWant::new(GUEST_IP, qemu::HOST_FROM_GUEST, GUEST_DNS, nonce)
+    }
 }
 
 pub struct Case {
@@ -115,15 +160,131 @@ impl Case {
         }
     }
 
+    /// Linux from `script` under `base`: configured by these guestinfo keys (their filename
+    /// replaced by the script's URL), or by DHCP where `keys` is None. `http` counts the
+    /// requests this server must see (script, kernel and initrd, where it serves them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn linux(
+        label: &str,
+        path: &'static str,
+        rom: &Path,
+        device: &str,
+        keys: Option<&BTreeMap<String, String>>,
+        script: String,
+        nonce: &str,
+        http: usize,
+    ) -> Case {
+        let want = match keys {
+            Some(k) => LinuxWant::from_keys(k, nonce),
+            None => LinuxWant::qemu_dhcp(nonce),
+        };
+        let keys = keys.map(|k| {
+            let mut k = k.clone();
+            k.insert("guestinfo.ipxe.filename".into(), script.clone());
+            k
+        });
+        Case {
+            label: label.into(),
+            path,
+            rom: rom.into(),
+            device: device.into(),
+            bootfile: if keys.is_none() { Some(script) } else { None },
+            expect: Expect::Linux {
+                want,
+                dhcp: keys.is_none(),
+                fails_because: None,
+            },
+            keys,
+            http,
+        }
+    }
+
+    /// The same boot, which must end for this reason.
+    pub fn failing_because(mut self, reason: &'static str) -> Case {
+        if let Expect::Linux { fails_because, .. } = &mut self.expect {
+            *fails_because = Some(reason);
+        }
+        self.http = 0;
+        self
+    }
+
     /// Whether the boot must reach this server: a boot that never did gets a second try.
     pub fn expects_requests(&self) -> bool {
-        matches!(self.expect, Expect::Report { .. }) && self.http > 1
+        match self.expect {
+            Expect::Report { .. } => self.http > 1,
+            Expect::Linux { fails_because, .. } => fails_because.is_none() && self.http > 0,
+            Expect::Fail { .. } => false,
+        }
+    }
+
+    /// The address the boot reported: to this server, or from Linux's `/init`.
+    pub fn address(&self, outcome: &Outcome) -> Option<String> {
+        match self.expect {
+            Expect::Linux { .. } => os::Report::find(&outcome.serial).map(|r| r.ip),
+            _ => outcome.reported.clone(),
+        }
     }
 }
 
-/// The keys `vmx` would print for this ROM on QEMU's user network, through the same library
-/// call: what users paste into Terraform decides what the ROM reads here.
-pub fn qemu_keys(rom: &Path, nic: &'static Nic, ours: &str) -> Result<BTreeMap<String, String>> {
+/// The OS boots' scripts, each at `<base><name>`, and the reason each failing one must give.
+pub const OS_SCRIPTS: &[(&str, Script, Option<&str>)] = &[
+    ("os.ipxe", Script::Good, None),
+    (
+        "os-imgfetch.ipxe",
+        Script::FetchWithoutFree,
+        Some("could not unpack its initramfs"),
+    ),
+    (
+        "os-no-initrd.ipxe",
+        Script::NoInitrd,
+        Some("Linux panicked"),
+    ),
+    (
+        "os-cmdline.ipxe",
+        Script::WrongCmdline,
+        Some("command line"),
+    ),
+];
+
+/// Why Linux did not boot as wanted, as sentences; empty when `/init` reported every value.
+pub fn linux_problems(want: &LinuxWant, dhcp: bool, outcome: &Outcome) -> Vec<String> {
+    let mut problems = Vec::new();
+    match os::Report::find(&outcome.serial) {
+        None => {
+            problems.push(os::linux_failure(&outcome.serial));
+            if let Some(e) = outcome.ipxe_error() {
+                problems.push(format!("iPXE said: {e}"));
+            }
+        }
+        Some(r) => {
+            for (what, got, expected) in [
+                ("address", &r.ip, &want.ip),
+                ("gateway", &r.gateway, &want.gateway),
+                ("dns", &r.dns, &want.dns),
+                ("nonce", &r.nonce, &want.nonce),
+            ] {
+                if got != expected {
+                    problems.push(format!("init reported {what} {got}, expected {expected}"));
+                }
+            }
+            if r.cmdline_sha256 != want.cmdline_sha256 {
+                problems.push(format!(
+                    "init's command line hashes to {}, not to {}, the hash of the command line \
+                     the script was meant to pass",
+                    r.cmdline_sha256, want.cmdline_sha256
+                ));
+            }
+        }
+    }
+    if !dhcp && outcome.dhcp_packets > 0 {
+        problems.push(format!("it sent {} DHCP packets", outcome.dhcp_packets));
+    }
+    problems
+}
+
+/// The keys `vmx` would print for this ROM on QEMU's user network, chaining `chain`, through
+/// the same library call: what users paste into Terraform decides what the ROM reads here.
+pub fn qemu_keys(rom: &Path, nic: &'static Nic, chain: &str) -> Result<BTreeMap<String, String>> {
     let (facts, https) = vmconfig::rom_facts(rom, nic)?;
     let file = rom.file_name().unwrap_or_default().to_string_lossy();
     vmconfig::keys(&Request {
@@ -134,7 +295,7 @@ pub fn qemu_keys(rom: &Path, nic: &'static Nic, ours: &str) -> Result<BTreeMap<S
             &format!("{GUEST_IP}/{GUEST_PREFIX}"),
             qemu::HOST_FROM_GUEST,
             GUEST_DNS,
-            &format!("{ours}boot.ipxe"),
+            chain,
             None,
         )?,
         rom: Some(facts),
@@ -201,7 +362,15 @@ pub fn fault_cases(
 /// What went wrong in a boot, as sentences; empty when it did what its case expects.
 /// A boot configured by guestinfo alone must have read every key `vmx` writes for it.
 fn unread_keys(case: &Case, outcome: &Outcome) -> Option<String> {
-    let static_from_guestinfo = matches!(case.expect, Expect::Report { dhcp: false, .. });
+    let static_from_guestinfo = matches!(
+        case.expect,
+        Expect::Report { dhcp: false, .. }
+            | Expect::Linux {
+                dhcp: false,
+                fails_because: None,
+                ..
+            }
+    );
     let bd = outcome
         .backdoor
         .as_ref()
@@ -219,6 +388,35 @@ fn unread_keys(case: &Case, outcome: &Outcome) -> Option<String> {
             bd.calls
         )
     })
+}
+
+/// A Linux boot passes when `/init` reported every value; a failing case, when it ended in
+/// time with its reason named.
+fn judge_linux(
+    want: &LinuxWant,
+    dhcp: bool,
+    fails_because: Option<&str>,
+    outcome: &Outcome,
+) -> Vec<String> {
+    let found = linux_problems(want, dhcp, outcome);
+    let Some(reason) = fails_because else {
+        return found;
+    };
+    let mut problems = Vec::new();
+    if !found.iter().any(|p| p.contains(reason)) {
+        problems.push(format!(
+            "this case must fail naming \"{reason}\", but {}",
+            if found.is_empty() {
+                "it booted".to_string()
+            } else {
+                found.join("; ")
+            }
+        ));
+    }
+    if outcome.ended == Ending::TimedOut && outcome.serial_report.is_none() {
+        problems.push("it did not end within the time limit".into());
+    }
+    problems
 }
 
 pub fn judge(case: &Case, outcome: &Outcome) -> Vec<String> {
@@ -264,6 +462,11 @@ pub fn judge(case: &Case, outcome: &Outcome) -> Vec<String> {
                 }
             }
         }
+        Expect::Linux {
+            want,
+            dhcp,
+            fails_because,
+        } => problems.extend(judge_linux(want, *dhcp, *fails_because, outcome)),
     }
     problems.extend(unread_keys(case, outcome));
     problems
@@ -360,6 +563,9 @@ mod tests {
             },
             screen: String::new(),
             backdoor: Some(bd),
+            serial: String::new(),
+            serial_report: None,
+            largest_download: None,
         }
     }
 

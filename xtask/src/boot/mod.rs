@@ -3,4 +3,5 @@
 pub mod cases;
 pub mod gdbstub;
 pub mod guestrpc;
+pub mod os;
 pub mod qemu;

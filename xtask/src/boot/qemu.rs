@@ -52,31 +52,46 @@ pub struct Hit {
     pub at: Instant,
 }
 
-/// Serves `/boot.ipxe` and `/report/...` on 127.0.0.1 and records every request.
+/// Files the server hands out besides `/boot.ipxe`, by path.
+type Published = Arc<Mutex<BTreeMap<String, Arc<Vec<u8>>>>>;
+
+/// Serves `/boot.ipxe`, `/report/...` and published files on 127.0.0.1 and records every
+/// request.
 pub struct Server {
     pub port: u16,
     hits: Arc<Mutex<Vec<Hit>>>,
+    files: Published,
 }
 
 impl Server {
+    /// Listens on `port`, or on a free port the system picks when it is 0.
     pub fn start(port: u16) -> Result<Server> {
         let listener = TcpListener::bind(("127.0.0.1", port)).with_context(|| {
             format!(
-                "cannot listen on 127.0.0.1:{port} for the boot test: pass --port with a free port"
+                "cannot listen on 127.0.0.1:{port} for the boot test: pass --port with a free port, \
+                 or leave --port out to have one picked"
             )
         })?;
         let port = listener.local_addr()?.port();
         let hits = Arc::new(Mutex::new(Vec::new()));
-        let log = hits.clone();
+        let files: Published = Arc::default();
+        let (log, shared) = (hits.clone(), files.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let log = log.clone();
+                let (log, shared) = (log.clone(), shared.clone());
                 thread::spawn(move || {
-                    let _ = serve(stream, port, &log);
+                    let _ = serve(stream, port, &log, &shared);
                 });
             }
         });
-        Ok(Server { port, hits })
+        Ok(Server { port, hits, files })
+    }
+
+    /// Serves `bytes` at `path` from now on.
+    pub fn publish(&self, path: &str, bytes: Vec<u8>) {
+        if let Ok(mut f) = self.files.lock() {
+            f.insert(path.to_string(), Arc::new(bytes));
+        }
     }
 
     pub fn hits(&self) -> Vec<Hit> {
@@ -90,7 +105,12 @@ impl Server {
     }
 }
 
-fn serve(mut stream: std::net::TcpStream, port: u16, log: &Mutex<Vec<Hit>>) -> Result<()> {
+fn serve(
+    mut stream: std::net::TcpStream,
+    port: u16,
+    log: &Mutex<Vec<Hit>>,
+    files: &Published,
+) -> Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request = String::new();
@@ -108,16 +128,19 @@ fn serve(mut stream: std::net::TcpStream, port: u16, log: &Mutex<Vec<Hit>>) -> R
             path: path.clone(),
             at: Instant::now(),
         });
-    let (status, body) = match path.as_str() {
-        "/boot.ipxe" => ("200 OK", boot_script(port)),
-        p if p.starts_with("/report/") => ("200 OK", "reported\n".to_string()),
-        _ => ("404 Not Found", "not found\n".to_string()),
+    let published = files.lock().ok().and_then(|f| f.get(&path).cloned());
+    let (status, body) = match (path.as_str(), published) {
+        (_, Some(bytes)) => ("200 OK", bytes),
+        ("/boot.ipxe", _) => ("200 OK", Arc::new(boot_script(port).into_bytes())),
+        (p, _) if p.starts_with("/report/") => ("200 OK", Arc::new(b"reported\n".to_vec())),
+        _ => ("404 Not Found", Arc::new(b"not found\n".to_vec())),
     };
-    let reply = format!(
-        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(reply.as_bytes())?;
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&body)?;
     Ok(())
 }
 
@@ -182,6 +205,13 @@ pub struct Outcome {
     pub screen: String,
     /// What the guest asked over the emulated backdoor (guestinfo boots only).
     pub backdoor: Option<Backdoor>,
+    /// Everything the guest wrote to its serial port (Linux's console).
+    pub serial: String,
+    /// From power-on to the report on the serial console.
+    pub serial_report: Option<Duration>,
+    /// The largest download the guest received: bytes, and the seconds from its first to its
+    /// last data packet.
+    pub largest_download: Option<(u64, f64)>,
 }
 
 impl Outcome {
@@ -218,7 +248,8 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         Some(g) => Some(answer_backdoor(g, &files.gdb)?),
         None => None,
     };
-    let (mut ended, screen) = watch(&mut qemu, boot, server, &files.monitor, started)?;
+    let watched = watch(&mut qemu, boot, server, &files, started)?;
+    let (mut ended, screen, serial_report) = watched;
     drop(qemu);
     files.clean();
     let backdoor = match backdoor {
@@ -233,6 +264,8 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         ended = Ending::Reported;
     }
     let (dhcp_packets, http_requests) = count_packets(&files.pcap, server.port).unwrap_or((0, 0));
+    let serial = String::from_utf8_lossy(&std::fs::read(&files.serial).unwrap_or_default())
+        .replace('\r', "");
     Ok(Outcome {
         reported: hits
             .iter()
@@ -245,6 +278,9 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
         ended,
         screen,
         backdoor,
+        serial,
+        serial_report,
+        largest_download: largest_download(&files.pcap).ok().flatten(),
     })
 }
 
@@ -261,7 +297,8 @@ fn command(boot: &Boot, rom: &Path, files: &Files) -> Command {
     cmd.args([
         "-object",
         &format!("filter-dump,id=d0,netdev=n0,file={}", files.pcap.display()),
-    ]);
+    ])
+    .args(["-serial", &format!("file:{}", files.serial.display())]);
     if boot.guestinfo.is_some() {
         // Start paused, so that the breakpoints are in before the ROM runs.
         cmd.arg("-S").args([
@@ -282,6 +319,7 @@ struct Files {
     pcap: PathBuf,
     monitor: PathBuf,
     gdb: PathBuf,
+    serial: PathBuf,
 }
 
 impl Files {
@@ -290,8 +328,9 @@ impl Files {
             pcap: dir.join("guest.pcap"),
             monitor: dir.join("monitor.sock"),
             gdb: dir.join("gdb.sock"),
+            serial: dir.join("serial.log"),
         };
-        for f in [&files.pcap, &files.monitor, &files.gdb] {
+        for f in [&files.pcap, &files.monitor, &files.gdb, &files.serial] {
             let _ = std::fs::remove_file(f);
         }
         files
@@ -318,17 +357,23 @@ fn answer_backdoor(g: &Guestinfo, socket: &Path) -> Result<thread::JoinHandle<Re
 }
 
 /// Watches the boot until it powers off, gives up, reports (and has had a moment to power
-/// off), or runs out of time; returns how it ended and the last screen.
+/// off), or runs out of time; returns how it ended, the last screen, and when a report
+/// appeared on the serial console.
 fn watch(
     qemu: &mut Qemu,
     boot: &Boot,
     server: &Server,
-    monitor: &Path,
+    files: &Files,
     started: Instant,
-) -> Result<(Ending, String)> {
+) -> Result<(Ending, String, Option<Duration>)> {
+    let monitor = &files.monitor;
     let mut screen = String::new();
     let mut reported_at: Option<Instant> = None;
+    let mut serial_report = None;
     loop {
+        if serial_report.is_none() && serial_has_report(&files.serial) {
+            serial_report = Some(started.elapsed());
+        }
         if let Some(status) = qemu.0.try_wait()? {
             if !status.success() {
                 let mut err = String::new();
@@ -337,28 +382,36 @@ fn watch(
                 }
                 bail!("qemu exited with {status}: {}", err.trim());
             }
-            return Ok((Ending::PoweredOff, screen));
+            return Ok((Ending::PoweredOff, screen, serial_report));
         }
         if started.elapsed() > boot.timeout {
-            return Ok((Ending::TimedOut, screen));
+            return Ok((Ending::TimedOut, screen, serial_report));
         }
         // Once the guest has reported, give it a moment to power off (third-party ROMs may lack
         // the command), then stop it.
-        if reported_at.is_none() && server.hits().iter().any(|h| h.path.starts_with("/report/")) {
+        if reported_at.is_none()
+            && (serial_report.is_some()
+                || server.hits().iter().any(|h| h.path.starts_with("/report/")))
+        {
             reported_at = Some(Instant::now());
         }
         if reported_at.is_some_and(|t| t.elapsed() > Duration::from_secs(5)) {
-            return Ok((Ending::TimedOut, screen));
+            return Ok((Ending::TimedOut, screen, serial_report));
         }
         // Read the screen while QEMU still runs: after poweroff there is none.
         if let Ok(text) = vga_text(monitor) {
             screen = text;
         }
         if screen.contains("No bootable device") {
-            return Ok((Ending::GaveUp, screen));
+            return Ok((Ending::GaveUp, screen, serial_report));
         }
         thread::sleep(Duration::from_millis(500));
     }
+}
+
+fn serial_has_report(serial: &Path) -> bool {
+    std::fs::read(serial)
+        .is_ok_and(|b| String::from_utf8_lossy(&b).contains(crate::boot::os::REPORT))
 }
 
 /// The last line that ends in an iPXE error URL, with rows the 80-column screen wrapped joined.
@@ -645,6 +698,50 @@ pub fn count_packets(pcap: &Path, port: u16) -> Result<(usize, usize)> {
         }
     }
     Ok((dhcp, http))
+}
+
+/// TCP payload bytes sent to the guest, per connection, with the first and last data packet's
+/// time: the largest one (a kernel, in an OS boot), over HTTP or TLS alike.
+pub fn largest_download(pcap: &Path) -> Result<Option<(u64, f64)>> {
+    let data = std::fs::read(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
+    let mut flows: BTreeMap<(u16, u16), (u64, f64, f64)> = BTreeMap::new();
+    let mut at = 24;
+    while at + 16 <= data.len() {
+        let secs = u32::from_le_bytes(data[at..at + 4].try_into()?) as f64
+            + u32::from_le_bytes(data[at + 4..at + 8].try_into()?) as f64 / 1e6;
+        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into()?) as usize;
+        let Some(frame) = data.get(at + 16..at + 16 + len) else {
+            break;
+        };
+        at += 16 + len;
+        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+            continue;
+        }
+        let ip = &frame[14..];
+        let (ihl, total) = (
+            usize::from(ip[0] & 0x0f) * 4,
+            usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+        );
+        let Some(tcp) = ip.get(ihl..) else { continue };
+        if tcp.len() < 20 || ip[12..16] != [10, 0, 2, 2] {
+            continue;
+        }
+        let payload = total.saturating_sub(ihl + usize::from(tcp[12] >> 4) * 4) as u64;
+        if payload == 0 {
+            continue;
+        }
+        let key = (
+            u16::from_be_bytes([tcp[0], tcp[1]]),
+            u16::from_be_bytes([tcp[2], tcp[3]]),
+        );
+        let flow = flows.entry(key).or_insert((0, secs, secs));
+        flow.0 += payload;
+        flow.2 = secs;
+    }
+    Ok(flows
+        .into_values()
+        .max_by_key(|f| f.0)
+        .map(|(bytes, first, last)| (bytes, last - first)))
 }
 
 /// A working directory for one boot.

@@ -60,7 +60,9 @@ pub const BYTE_DECIDING: &[&str] = &[
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lock {
-    /// The base image the closure was resolved against (the Dockerfile's BASE).
+    /// The base image the closure was resolved against (the Dockerfile's BASE); empty for a
+    /// lock of files used as they are, such as the boot fixtures.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub base: String,
     /// The archive state it was resolved from, as a snapshot.debian.org timestamp.
     pub snapshot: String,
@@ -130,7 +132,8 @@ impl Lock {
     }
 }
 
-fn cached(cache: &Cache, sha256: &str) -> Result<PathBuf> {
+/// Where a locked .deb sits in the cache, by its sha256 (present or not).
+pub fn cached(cache: &Cache, sha256: &str) -> Result<PathBuf> {
     Ok(cache.area(AREA)?.join(format!("{sha256}.deb")))
 }
 

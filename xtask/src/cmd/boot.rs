@@ -22,7 +22,8 @@ pub struct Args {
     /// QEMU device for a --rom whose PCI id is not a vSphere NIC's (e.g. e1000 for 8086:100e)
     #[arg(long)]
     device: Option<String>,
-    /// Which boots to run [default: all four; with --rom, dhcp]
+    /// Which boots to run [default: all, with os where the boot fixtures are cached; with
+    /// --rom, dhcp]
     #[arg(long, value_enum, value_delimiter = ',')]
     path: Vec<BootPath>,
     /// Boot file URL QEMU's DHCP hands out instead of this server's /boot.ipxe (e.g. an HTTPS
@@ -33,9 +34,16 @@ pub struct Args {
     /// QEMU's network (ip 10.0.2.15/24, gateway 10.0.2.2, dns 10.0.2.3, this server's script)
     #[arg(long, value_name = "FILE")]
     keys: Option<PathBuf>,
-    /// Port of the HTTP server on 127.0.0.1 (the guest sees 10.0.2.2)
-    #[arg(long, default_value_t = 18080)]
+    /// Port of the HTTP server on 127.0.0.1 (the guest sees 10.0.2.2) [default: a free port]
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
     port: u16,
+    /// Base URL of a server of yours (HTTPS, say) that serves --os-dir: the os boots fetch
+    /// their scripts, kernel and initrd from it
+    #[arg(long, value_name = "URL", requires = "os_dir")]
+    os_url: Option<String>,
+    /// Where to write the os boots' scripts, kernel and initrd for --os-url's server
+    #[arg(long, value_name = "DIR", requires = "os_url")]
+    os_dir: Option<PathBuf>,
     /// Seconds before a boot that has not ended is stopped
     #[arg(long, default_value_t = 90)]
     timeout: u64,
@@ -50,17 +58,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
-    let paths: BTreeSet<BootPath> = match (args.path.is_empty(), args.rom.is_empty()) {
-        (false, _) => args.path.iter().copied().collect(),
-        (true, true) => [
-            BootPath::Dhcp,
-            BootPath::Static,
-            BootPath::Guestinfo,
-            BootPath::Faults,
-        ]
-        .into(),
-        (true, false) => [BootPath::Dhcp].into(),
-    };
+    let paths: BTreeSet<BootPath> = args.path.iter().copied().collect();
     let options = BootOptions {
         nics: nic::select(&args.nic)?,
         roms: args.rom,
@@ -69,6 +67,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         bootfile: args.bootfile,
         keys: args.keys,
         port: args.port,
+        os_url: args.os_url,
+        os_dir: args.os_dir,
         timeout: Duration::from_secs(args.timeout),
         accel: args.accel,
         keep: args.keep,

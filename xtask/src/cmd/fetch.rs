@@ -19,6 +19,10 @@ pub struct Args {
     /// Import the locked toolchain .debs from this directory (matched by sha256)
     #[arg(long, value_name = "DIR", conflicts_with_all = ["archive", "offline", "patch"])]
     debs: Option<PathBuf>,
+    /// Only the Linux kernel and busybox that `boot-test --path os` boots
+    /// (configs/boot-fixtures.lock): from the mirror, or from --debs DIR
+    #[arg(long, conflicts_with_all = ["archive", "offline", "patch"])]
+    boot_fixtures: bool,
     /// Debian mirror for the locked .debs (their snapshot.debian.org URLs are tried next)
     #[arg(long, value_name = "URL", default_value = toolchain::DEFAULT_MIRROR)]
     deb_mirror: String,
@@ -29,6 +33,9 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let (project, cache) = (&ctx.project, &ctx.cache);
+    if args.boot_fixtures {
+        return fetch::boot_fixtures(project, cache, args.debs.as_deref(), &args.deb_mirror);
+    }
     if let Some(dir) = &args.debs {
         return fetch::import_debs(project, cache, dir);
     }

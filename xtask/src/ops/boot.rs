@@ -14,6 +14,7 @@ use xshell::Shell;
 
 use crate::{
     boot::cases::{self, Case, Expect},
+    boot::os,
     boot::qemu::{self, Boot, Guestinfo, Outcome, Server},
     cache::Cache,
     nic::Nic,
@@ -34,6 +35,10 @@ pub enum BootPath {
     /// Guestinfo cases that must end cleanly: no keys (falls back to DHCP), a 404 chain target,
     /// an unparseable net0.ip
     Faults,
+    /// Linux from Debian's kernel and the tool's initrd, by guestinfo and by DHCP on each NIC;
+    /// on the first, the scripts that must fail (imgfetch without imgfree, no initrd, another
+    /// command line)
+    Os,
 }
 
 /// What to boot, and how.
@@ -43,12 +48,19 @@ pub struct BootOptions {
     pub roms: Vec<PathBuf>,
     /// QEMU device for a ROM whose PCI id is not a vSphere NIC's.
     pub device: Option<String>,
+    /// Empty: every path, with `os` where the boot fixtures are in the cache; with `roms`, dhcp.
     pub paths: BTreeSet<BootPath>,
     /// The boot file QEMU's DHCP hands out instead of this server's script.
     pub bootfile: Option<String>,
     /// Guestinfo keys as `vmx --format json` prints them, instead of keys made for QEMU.
     pub keys: Option<PathBuf>,
+    /// The HTTP server's port; 0 picks a free one.
     pub port: u16,
+    /// A server of the user's (HTTPS, say) that serves `os_dir`: the OS boots fetch their
+    /// scripts, kernel and initrd from this base URL instead of ours.
+    pub os_url: Option<String>,
+    /// Where to write the OS boots' files for that server.
+    pub os_dir: Option<PathBuf>,
     pub timeout: Duration,
     pub accel: String,
     /// Keep each boot's pcap, screen and GuestRPC log here.
@@ -67,15 +79,23 @@ struct Rig<'a> {
     ours: String,
     bootfile: String,
     user_keys: Option<BTreeMap<String, String>>,
+    paths: BTreeSet<BootPath>,
+    /// Where the OS boots' files are, and this run's nonce.
+    os: Option<(String, String)>,
     sh: Shell,
 }
 
 /// Boots every case and prints a row for each; fails naming the boots that did not pass.
 pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result<()> {
-    if !opts.roms.is_empty() && opts.paths.contains(&BootPath::Static) {
+    let paths = paths(project, cache, opts);
+    if !opts.roms.is_empty() && paths.contains(&BootPath::Static) {
         bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
     }
     let server = Server::start(opts.port)?;
+    let os = match paths.contains(&BootPath::Os) {
+        true => Some(publish_os(project, cache, opts, &server)?),
+        false => None,
+    };
     let scratch = TempDir::new("vsphere-ipxe-rom-boot-")?;
     let ours = format!("http://{}:{}/", qemu::HOST_FROM_GUEST, server.port);
     let rig = Rig {
@@ -90,12 +110,24 @@ pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result
         ours,
         server,
         user_keys: opts.keys.as_deref().map(cases::load_keys).transpose()?,
+        paths,
+        os,
         sh: Shell::new()?,
     };
     let boots = rig.cases()?;
     println!(
-        "{:<22} {:<10} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9}",
-        "rom", "path", "booted", "address", "first-req", "dhcp", "http", "rpc", "backdoor"
+        "{:<22} {:<12} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9} {:>6} {:>6}",
+        "rom",
+        "path",
+        "booted",
+        "address",
+        "first-req",
+        "dhcp",
+        "http",
+        "rpc",
+        "backdoor",
+        "init",
+        "MB/s"
     );
     let mut sites = HashMap::new();
     let mut failed = Vec::new();
@@ -113,6 +145,76 @@ pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result
         );
     }
     Ok(())
+}
+
+/// The paths asked for, or the defaults: every path, with `os` where its fixtures are cached.
+fn paths(project: &Project, cache: &Cache, opts: &BootOptions) -> BTreeSet<BootPath> {
+    if !opts.paths.is_empty() {
+        return opts.paths.clone();
+    }
+    if !opts.roms.is_empty() {
+        return [BootPath::Dhcp].into();
+    }
+    let mut all: BTreeSet<BootPath> = [
+        BootPath::Dhcp,
+        BootPath::Static,
+        BootPath::Guestinfo,
+        BootPath::Faults,
+    ]
+    .into();
+    match os::prepare_check(project, cache) {
+        Ok(()) => {
+            all.insert(BootPath::Os);
+        }
+        Err(e) => println!("not booting Linux (--path os): {e:#}"),
+    }
+    all
+}
+
+/// Makes the kernel, initrd and scripts for the OS boots, serves them (and writes them to
+/// `--os-dir`); returns their base URL and this run's nonce.
+fn publish_os(
+    project: &Project,
+    cache: &Cache,
+    opts: &BootOptions,
+    server: &Server,
+) -> Result<(String, String)> {
+    let fixtures = os::prepare(project, cache)?;
+    let nonce = os::nonce();
+    let ours = format!("http://{}:{}/os/", qemu::HOST_FROM_GUEST, server.port);
+    let base = match (&opts.os_url, &opts.os_dir) {
+        (Some(url), Some(_)) => {
+            let plain = url.starts_with("http://") || url.starts_with("https://");
+            if !plain || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!(
+                    "--os-url {url:?} is not an http:// or https:// URL without spaces: it goes \
+                     into an iPXE script as it is"
+                );
+            }
+            format!("{}/", url.trim_end_matches('/'))
+        }
+        (None, None) => ours,
+        _ => bail!("--os-url and --os-dir go together: the server at the URL serves the directory"),
+    };
+    let mut files = vec![
+        ("vmlinuz".to_string(), fixtures.kernel),
+        ("initrd.gz".to_string(), fixtures.initrd),
+    ];
+    for (name, kind, _) in cases::OS_SCRIPTS {
+        files.push((
+            name.to_string(),
+            os::script(&base, &nonce, *kind).into_bytes(),
+        ));
+    }
+    for (name, bytes) in files {
+        if let Some(dir) = &opts.os_dir {
+            fs::create_dir_all(dir)?;
+            fs::write(dir.join(&name), &bytes)
+                .with_context(|| format!("cannot write {}", dir.join(&name).display()))?;
+        }
+        server.publish(&format!("/os/{name}"), bytes);
+    }
+    Ok((base, nonce))
 }
 
 impl Rig<'_> {
@@ -148,12 +250,54 @@ impl Rig<'_> {
     fn keys_for(&self, rom: &std::path::Path) -> Result<BTreeMap<String, String>> {
         match &self.user_keys {
             Some(k) => Ok(k.clone()),
-            None => cases::qemu_keys(rom, cases::device_nic(rom)?, &self.ours),
+            None => {
+                let chain = format!("{}boot.ipxe", self.ours);
+                cases::qemu_keys(rom, cases::device_nic(rom)?, &chain)
+            }
         }
     }
 
+    /// Linux on each ROM, by guestinfo and by DHCP; on the first, the scripts that must fail.
+    fn os_cases(&self, roms: &[(String, PathBuf, String)]) -> Result<Vec<Case>> {
+        let Some((base, nonce)) = &self.os else {
+            return Ok(Vec::new());
+        };
+        let http = if base.starts_with(&self.ours) { 3 } else { 0 };
+        let mut boots = Vec::new();
+        for (i, (label, rom, device)) in roms.iter().enumerate() {
+            let keys = self.keys_for(rom)?;
+            for (name, _, fails) in cases::OS_SCRIPTS {
+                let script = format!("{base}{name}");
+                let path = name.trim_end_matches(".ipxe");
+                match fails {
+                    None => {
+                        boots.push(Case::linux(
+                            label,
+                            path,
+                            rom,
+                            device,
+                            Some(&keys),
+                            script.clone(),
+                            nonce,
+                            http,
+                        ));
+                        boots.push(Case::linux(
+                            label, "os-dhcp", rom, device, None, script, nonce, http,
+                        ));
+                    }
+                    Some(reason) if i == 0 => boots.push(
+                        Case::linux(label, path, rom, device, Some(&keys), script, nonce, 0)
+                            .failing_because(reason),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(boots)
+    }
+
     fn cases(&self) -> Result<Vec<Case>> {
-        let paths = &self.opts.paths;
+        let paths = &self.paths;
         let roms = self.roms()?;
         let mut boots = Vec::new();
         let dhcp_http = if self.opts.bootfile.is_some() { 1 } else { 2 };
@@ -181,6 +325,7 @@ impl Rig<'_> {
                 &self.ours,
             ));
         }
+        boots.extend(self.os_cases(&roms)?);
         Ok(boots)
     }
 
@@ -262,13 +407,22 @@ impl Rig<'_> {
 /// Prints why a boot failed, or how a fault case ended as it should; true if it passed.
 fn report(case: &Case, outcome: &Outcome) -> bool {
     let problems = cases::judge(case, outcome);
-    if let Expect::Fail { .. } = case.expect {
-        if problems.is_empty() {
-            println!(
+    if problems.is_empty() {
+        match &case.expect {
+            Expect::Fail { .. } => println!(
                 "  ended as it should: {}: {}",
                 outcome.ended.describe(),
                 outcome.ipxe_error().unwrap_or_default()
-            );
+            ),
+            Expect::Linux {
+                fails_because: Some(_),
+                want,
+                dhcp,
+            } => println!(
+                "  ended as it should: {}",
+                cases::linux_problems(want, *dhcp, outcome).join("; ")
+            ),
+            _ => {}
         }
     }
     if !problems.is_empty() {
@@ -291,21 +445,31 @@ fn print_row(case: &Case, outcome: &Outcome, note: &str) {
         .map_or(("-".into(), "-".into()), |b| {
             (b.commands.len().to_string(), b.calls.to_string())
         });
+    let address = case.address(outcome);
+    let linux = matches!(case.expect, Expect::Linux { .. });
+    let init = outcome
+        .serial_report
+        .filter(|_| linux)
+        .map_or("-".to_string(), |d| format!("{:.1}s", d.as_secs_f64()));
+    let rate = outcome
+        .largest_download
+        .filter(|&(bytes, secs)| linux && bytes > 1 << 20 && secs > 0.0)
+        .map_or("-".to_string(), |(bytes, secs)| {
+            format!("{:.2}", bytes as f64 / secs / 1e6)
+        });
     println!(
-        "{:<22} {:<10} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9}{note}",
+        "{:<22} {:<12} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9} {:>6} {:>6}{note}",
         case.label,
         case.path,
-        if outcome.reported.is_some() {
-            "yes"
-        } else {
-            "no"
-        },
-        outcome.reported.as_deref().unwrap_or("-"),
+        if address.is_some() { "yes" } else { "no" },
+        address.as_deref().unwrap_or("-"),
         first,
         outcome.dhcp_packets,
         outcome.http_requests,
         rpc,
-        calls
+        calls,
+        init,
+        rate
     );
 }
 

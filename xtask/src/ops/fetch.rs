@@ -7,9 +7,10 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::{
+    boot::os,
     builder::series::{self, Got},
     builder::toolchain,
     cache::Cache,
@@ -36,6 +37,39 @@ pub fn import_debs(project: &Project, cache: &Cache, dir: &Path) -> Result<()> {
         bail!("still missing {}: {}", missing.len(), names.join(", "));
     }
     Ok(())
+}
+
+/// The boot fixtures into the cache: imported from `dir`, or downloaded from `mirror` (then
+/// their snapshot URLs); fails naming any still missing.
+pub fn boot_fixtures(
+    project: &Project,
+    cache: &Cache,
+    dir: Option<&Path>,
+    mirror: &str,
+) -> Result<()> {
+    let lock = os::lock(project)?;
+    match dir {
+        Some(dir) => {
+            let names = toolchain::import(&lock, cache, dir)?;
+            println!(
+                "imported {} boot fixture(s) from {}",
+                names.len(),
+                dir.display()
+            );
+        }
+        None => {
+            let got = toolchain::fetch(&lock, toolchain::host_arch(), cache, mirror).context(
+                "cannot fetch the boot fixtures of configs/boot-fixtures.lock; offline, import \
+                 them with cargo xtask fetch --boot-fixtures --debs DIR",
+            )?;
+            println!(
+                "boot fixtures: {} cached, {} downloaded",
+                got.cached,
+                got.downloaded.len()
+            );
+        }
+    }
+    os::prepare_check(project, cache)
 }
 
 /// Imports patches of the series made elsewhere (`git format-patch -1 <commit>`).
