@@ -173,13 +173,21 @@ fn deploy_uploads_once_and_sets_exactly_the_keys_vmx_prints() {
         w.curl_runs()
     );
 
-    // Read back through the API: every key vmx prints, with its value.
-    let want = w.vmx_json("e1000", "8086100f.rom");
-    assert_eq!(want.len(), 9);
+    // Read back through the API: every key vmx prints, with its value, but the adapter type,
+    // which extraConfig cannot set: deploy checks it instead.
+    let mut want = w.vmx_json("e1000", "8086100f.rom");
+    assert_eq!(
+        want.remove("ethernet0.virtualDev").as_deref(),
+        Some("e1000")
+    );
+    assert_eq!(want.len(), 8);
     let vm = session.find_vm("DC0_H0_VM0").unwrap();
     for (k, v) in &want {
         assert_eq!(vm.extra_config.get(k), Some(v), "extraConfig {k}");
     }
+    assert!(!vm.extra_config.contains_key("ethernet0.virtualDev"));
+    assert_eq!(vm.nics[&0], "VirtualE1000");
+    assert!(!text.contains("virtualDev"), "{text}");
     // The datastore file is the ROM, at its content-addressed path.
     let rom = w.rom("8086100f.rom");
     let sha = format!("{:x}", Sha256::digest(&rom));
@@ -193,8 +201,9 @@ fn deploy_uploads_once_and_sets_exactly_the_keys_vmx_prints() {
     ok(&second);
     let text = stdout(&second);
     assert!(text.contains("is there already: skipped"), "{text}");
-    assert!(text.contains("unchanged 9 key(s) already set"), "{text}");
+    assert!(text.contains("unchanged 8 key(s) already set"), "{text}");
     assert!(!text.contains("\nset "), "nothing to set again:\n{text}");
+    assert!(!text.contains("virtualDev"), "{text}");
     session.logout().unwrap();
 }
 
@@ -219,7 +228,12 @@ fn every_refusal_names_the_fix_and_changes_nothing() {
         ),
         (
             &["--vm", "DC0_H0_VM0", "--nic", "vmxnet3"],
-            "VM 'DC0_H0_VM0' ethernet0 is e1000 (VirtualE1000), not vmxnet3: deploy the e1000 ROM with --nic e1000",
+            "VM 'DC0_H0_VM0' ethernet0 is e1000 (VirtualE1000), not vmxnet3 (its adapters: ethernet0 e1000): deploy the e1000 ROM with --nic e1000",
+            None,
+        ),
+        (
+            &["--vm", "DC0_H0_VM1", "--nic", "vmxnet3"],
+            "VM 'DC0_H0_VM1' has no ethernet0 (its adapters: ethernet1 vmxnet3); pass --ethernet N",
             None,
         ),
         (
@@ -249,7 +263,7 @@ fn every_refusal_names_the_fix_and_changes_nothing() {
         ),
     ];
     let session = w.session();
-    let watched = ["DC0_H0_VM0", "DC0_C0_RP0_VM1"];
+    let watched = ["DC0_H0_VM0", "DC0_C0_RP0_VM1", "DC0_H0_VM1"];
     let before: Vec<_> = watched
         .iter()
         .map(|n| session.find_vm(n).unwrap())
@@ -293,4 +307,94 @@ fn an_efi_vm_is_switched_to_bios_only_when_asked() {
     let vm = w.session().find_vm("DC0_C0_RP0_VM1").unwrap();
     assert_eq!(vm.firmware, "bios");
     assert_eq!(vm.extra_config["guestinfo.ipxe.net0.ip"], "10.0.0.11");
+}
+
+#[test]
+fn ethernet_n_is_the_adapter_on_pci_unit_7_plus_n() {
+    let Some(w) = World::new() else { return };
+    // DC0_H0_VM1's ethernet0 was removed: its one adapter is ethernet1 (unit 8, key 4001).
+    let session = w.session();
+    let vm = session.find_vm("DC0_H0_VM1").unwrap();
+    assert_eq!(
+        vm.nics.clone().into_iter().collect::<Vec<_>>(),
+        [(1, "VirtualVmxnet3".to_string())]
+    );
+    let out = w.deploy(&["--vm", "DC0_H0_VM1", "--nic", "vmxnet3", "--ethernet", "1"]);
+    ok(&out);
+    let vm = session.find_vm("DC0_H0_VM1").unwrap();
+    assert_eq!(vm.extra_config["ethernet1.opromsize"], "65536");
+    assert!(vm.extra_config["nx3bios.filename"].ends_with("/15ad07b0.rom"));
+    assert!(!vm.extra_config.contains_key("ethernet0.opromsize"));
+    session.logout().unwrap();
+}
+
+#[test]
+fn a_vm_changed_between_plan_and_apply_is_left_alone() {
+    use xtask::vm::{
+        deployment::{self, Rom, Target},
+        network::Network,
+    };
+    let Some(w) = World::new() else { return };
+    let nic = xtask::nic::Nic::by_name("e1000").unwrap();
+    let rom = Rom::load(&w.project.path("roms/vmware/8086100f.rom"), nic).unwrap();
+    let target = Target {
+        vm: "DC0_H0_VM0".into(),
+        datastore: "LocalDS_0".into(),
+        nic,
+        ethernet: 0,
+        network: Network::parse(
+            "10.0.0.11/24",
+            "10.0.0.1",
+            "10.0.0.200",
+            "http://boot.example/boot.ipxe",
+            None,
+        )
+        .unwrap(),
+        set_bios: false,
+    };
+    let session = w.session();
+    let plan = deployment::plan(&session, &target, &rom).unwrap();
+    assert!(
+        plan.vm.change_version.is_some(),
+        "the plan holds the VM's changeVersion"
+    );
+
+    // Someone else reconfigures the VM before deploy applies its plan.
+    let other = w.session();
+    let vm = other.find_vm("DC0_H0_VM0").unwrap();
+    let note = BTreeMap::from([("guestinfo.someone.else".to_string(), "1".to_string())]);
+    let task = other.reconfigure(&vm, &note, None).unwrap();
+    other
+        .wait(&task, std::time::Duration::from_secs(30))
+        .unwrap();
+
+    let err = format!(
+        "{:#}",
+        deployment::apply(&session, &plan, &rom, false).unwrap_err()
+    );
+    assert!(
+        err.contains("VM 'DC0_H0_VM0' was changed by someone else after deploy read it")
+            && err.contains("run deploy again"),
+        "{err}"
+    );
+    let now = session.find_vm("DC0_H0_VM0").unwrap();
+    assert_eq!(
+        now.extra_config
+            .get("guestinfo.someone.else")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert!(
+        !now.extra_config.contains_key("guestinfo.ipxe.net0.ip"),
+        "the stale plan set nothing"
+    );
+
+    // Planned again, against the VM as it is now, it goes through and keeps the other change.
+    let plan = deployment::plan(&session, &target, &rom).unwrap();
+    deployment::apply(&session, &plan, &rom, false).unwrap();
+    let now = session.find_vm("DC0_H0_VM0").unwrap();
+    assert_eq!(now.extra_config["guestinfo.ipxe.net0.ip"], "10.0.0.11");
+    assert_eq!(now.extra_config["guestinfo.someone.else"], "1");
+    session.logout().unwrap();
+    other.logout().unwrap();
 }

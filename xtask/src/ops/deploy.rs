@@ -10,7 +10,6 @@ use crate::{
     nic::{Nic, RomFormat},
     project::Project,
     vm::deployment::{self, Rom, Target},
-    vm::vmconfig,
     vm::vsphere::{Credentials, Endpoint, Session},
 };
 
@@ -70,11 +69,5 @@ fn load_rom(
             p
         }
     };
-    let (facts, https) = vmconfig::rom_facts(&path, nic)?;
-    Ok(Rom {
-        file_name: nic.file_name(RomFormat::Rom),
-        bytes: crate::check::romcheck::read(&path)?,
-        facts,
-        https,
-    })
+    Rom::load(&path, nic)
 }

@@ -31,6 +31,17 @@ pub struct Rom {
 }
 
 impl Rom {
+    /// The ROM file for `nic`, with what it and its manifest say of it.
+    pub fn load(path: &std::path::Path, nic: &'static Nic) -> Result<Rom> {
+        let (facts, https) = vmconfig::rom_facts(path, nic)?;
+        Ok(Rom {
+            file_name: nic.file_name(crate::nic::RomFormat::Rom),
+            bytes: crate::check::romcheck::read(path)?,
+            facts,
+            https,
+        })
+    }
+
     pub fn sha256(&self) -> String {
         format!("{:x}", Sha256::digest(&self.bytes))
     }
@@ -68,16 +79,21 @@ pub struct Plan {
     pub to_bios: bool,
 }
 
-/// The keys for this ROM at its datastore path, checked as `vmx` checks them; no network.
+/// The keys deploy sets for this ROM at its datastore path, checked as `vmx` checks them; no
+/// network. That is every key `vmx` prints but `ethernetN.virtualDev`: the vim25 reference
+/// says extraConfig cannot set what other ConfigSpec properties set (the adapter's device
+/// type), and vSphere ignores such keys, so deploy checks the adapter's type instead.
 pub fn keys(target: &Target, rom: &Rom) -> Result<BTreeMap<String, String>> {
-    vmconfig::keys(&Request {
+    let mut keys = vmconfig::keys(&Request {
         nic: target.nic,
         ethernet: target.ethernet,
         rom_path: vsphere::vmfs_path(&target.datastore, &rom.datastore_path()),
         network: target.network.clone(),
         rom: Some(rom.facts.clone()),
         rom_has_https: rom.https,
-    })
+    })?;
+    keys.remove(&format!("ethernet{}.virtualDev", target.ethernet));
+    Ok(keys)
 }
 
 /// Reads the VM and the datastore and decides what to change; changes nothing.
@@ -117,23 +133,39 @@ pub fn plan(session: &Session, target: &Target, rom: &Rom) -> Result<Plan> {
     })
 }
 
+/// The VM's adapters, as `ethernet0 e1000, ethernet2 vmxnet3`.
+fn adapter_list(vm: &Vm) -> String {
+    if vm.nics.is_empty() {
+        return "it has no network adapter".into();
+    }
+    let list: Vec<String> = vm
+        .nics
+        .iter()
+        .map(|(n, kind)| {
+            let name = Nic::by_vim_type(kind).map_or(kind.as_str(), |nic| nic.name);
+            format!("ethernet{n} {name}")
+        })
+        .collect();
+    format!("its adapters: {}", list.join(", "))
+}
+
 fn check_nic(vm: &Vm, target: &Target) -> Result<()> {
     let eth = target.ethernet;
-    let Some(kind) = vm.nics.get(usize::from(eth)) else {
+    let Some(kind) = vm.nics.get(&eth) else {
         bail!(
-            "VM '{}' has no ethernet{eth} (it has {} network adapter(s)); pass --ethernet N for \
-             the adapter that boots",
+            "VM '{}' has no ethernet{eth} ({}); pass --ethernet N for the adapter that boots",
             vm.name,
-            vm.nics.len()
+            adapter_list(vm)
         );
     };
     if kind != target.nic.vim_type {
         let name = Nic::by_vim_type(kind).map_or(kind.as_str(), |n| n.name);
         bail!(
-            "VM '{}' ethernet{eth} is {name} ({kind}), not {}: deploy the {name} ROM with \
-             --nic {name}, or change the VM's adapter type",
+            "VM '{}' ethernet{eth} is {name} ({kind}), not {} ({}): deploy the {name} ROM with \
+             --nic {name}, pick another adapter with --ethernet N, or change the VM's adapter type",
             vm.name,
-            target.nic.name
+            target.nic.name,
+            adapter_list(vm)
         );
     }
     Ok(())
@@ -146,8 +178,26 @@ pub fn apply(session: &Session, plan: &Plan, rom: &Rom, power_on: bool) -> Resul
         session.upload(&plan.datastore, &plan.rom_path, &rom.bytes)?;
     }
     if !plan.changes.is_empty() || plan.to_bios {
-        let task = session.reconfigure(&plan.vm, &plan.changes, plan.to_bios.then_some("bios"))?;
-        session.wait(&task, TASK_TIMEOUT)?;
+        let refused = |e: anyhow::Error| {
+            if e.to_string().contains("concurrent modification")
+                || e.downcast_ref::<vsphere::Fault>()
+                    .is_some_and(|f| f.kind == "ConcurrentAccess")
+            {
+                anyhow::anyhow!(
+                    "VM '{}' was changed by someone else after deploy read it (its changeVersion \
+                     is no longer {}): its configuration was left as it is; run deploy again to \
+                     plan against the VM as it is now",
+                    plan.vm.name,
+                    plan.vm.change_version.as_deref().unwrap_or("unset")
+                )
+            } else {
+                e
+            }
+        };
+        let task = session
+            .reconfigure(&plan.vm, &plan.changes, plan.to_bios.then_some("bios"))
+            .map_err(refused)?;
+        session.wait(&task, TASK_TIMEOUT).map_err(refused)?;
     }
     if power_on && plan.vm.power_state != "poweredOn" {
         let task = session.power_on(&plan.vm)?;

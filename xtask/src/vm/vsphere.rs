@@ -66,9 +66,12 @@ pub struct Vm {
     pub power_state: String,
     /// `bios` or `efi`.
     pub firmware: String,
-    /// The API type of each virtual NIC (`VirtualVmxnet3`, ...), ethernet0 first.
-    pub nics: Vec<String>,
+    /// The API type of each virtual NIC (`VirtualVmxnet3`, ...) by its `ethernetN` number.
+    pub nics: BTreeMap<u8, String>,
     pub extra_config: BTreeMap<String, String>,
+    /// `config.changeVersion`: a reconfiguration that carries it is refused once someone else
+    /// has changed the VM.
+    pub change_version: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +289,7 @@ impl Session {
         let p = self.properties(
             moref,
             &[
+                "config.changeVersion",
                 "config.extraConfig",
                 "config.firmware",
                 "config.hardware.device",
@@ -297,8 +301,9 @@ impl Session {
             name: name.to_string(),
             power_state: p.text("runtime.powerState").unwrap_or_default(),
             firmware: p.text("config.firmware").unwrap_or_else(|| "bios".into()),
-            nics: p.with("config.hardware.device", nic_types)?,
+            nics: p.with("config.hardware.device", adapters)?,
             extra_config: p.with("config.extraConfig", option_values)?,
+            change_version: p.text("config.changeVersion").filter(|v| !v.is_empty()),
         })
     }
 
@@ -377,7 +382,9 @@ impl Session {
         }
     }
 
-    /// One ReconfigVM_Task that sets these extraConfig keys (and the firmware, if given).
+    /// One ReconfigVM_Task that sets these extraConfig keys (and the firmware, if given). It
+    /// carries the `changeVersion` the VM had when read, so that vSphere refuses it if someone
+    /// else has changed the VM since.
     pub fn reconfigure(
         &self,
         vm: &Vm,
@@ -385,6 +392,10 @@ impl Session {
         firmware: Option<&str>,
     ) -> Result<MoRef> {
         let mut spec = String::new();
+        // The WSDL's sequence puts changeVersion first.
+        if let Some(v) = &vm.change_version {
+            spec.push_str(&format!("<changeVersion>{}</changeVersion>", escape(v)));
+        }
         for (k, v) in extra {
             spec.push_str(&format!(
                 "<extraConfig xsi:type=\"OptionValue\"><key>{}</key><value xsi:type=\"xsd:string\">{}</value></extraConfig>",
@@ -526,8 +537,15 @@ fn val_xml(val: Node) -> String {
     )
 }
 
-fn nic_types(val: Node) -> Result<Vec<String>> {
-    let mut nics: Vec<(u64, String)> = val
+/// Each virtual NIC's type by its `ethernetN` number. A NIC sits on the virtual PCI bus at
+/// unit number 7 + N: govmomi, VMware's Go SDK, names devices this way
+/// (`object.VirtualDeviceList.Name`: `ethernet-N` with N = UnitNumber - 7, "7 == PCI offset"
+/// in its simulator). The device key is 4000 + N when vSphere assigns it, but the vim25
+/// reference says keys "may be recycled" once a device is removed, so it is used only where
+/// a NIC has no unit number. Sorting by key instead would make a VM's lone ethernet1, after
+/// ethernet0 was removed, its ethernet0.
+fn adapters(val: Node) -> Result<BTreeMap<u8, String>> {
+    Ok(val
         .children()
         .filter(Node::is_element)
         .filter_map(|d| {
@@ -535,12 +553,19 @@ fn nic_types(val: Node) -> Result<Vec<String>> {
                 .attributes()
                 .find(|a| a.name() == "type")
                 .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string())?;
-            let key = child_text(d, "key")?.parse().ok()?;
-            NIC_TYPES.contains(&kind.as_str()).then_some((key, kind))
+            if !NIC_TYPES.contains(&kind.as_str()) {
+                return None;
+            }
+            let unit: Option<u64> = child_text(d, "unitNumber").and_then(|u| u.parse().ok());
+            let key: Option<u64> = child_text(d, "key").and_then(|k| k.parse().ok());
+            let n = match (unit, key) {
+                (Some(u), _) => u.checked_sub(7)?,
+                (None, Some(k)) => k.checked_sub(4000)?,
+                (None, None) => return None,
+            };
+            Some((u8::try_from(n).ok()?, kind))
         })
-        .collect();
-    nics.sort();
-    Ok(nics.into_iter().map(|(_, k)| k).collect())
+        .collect())
 }
 
 /// extraConfig as a map; where a key repeats, the last value is the one in force.
@@ -765,12 +790,14 @@ mod tests {
     fn reads_devices_and_extra_config_from_property_xml() {
         let xml = r#"<val xmlns="urn:vim25" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="ArrayOfVirtualDevice">
             <VirtualDevice xsi:type="VirtualIDEController"><key>200</key></VirtualDevice>
-            <VirtualDevice xsi:type="VirtualVmxnet3"><key>4001</key></VirtualDevice>
-            <VirtualDevice xsi:type="VirtualE1000"><key>4000</key></VirtualDevice></val>"#;
+            <VirtualDevice xsi:type="VirtualVmxnet3"><key>4002</key><unitNumber>8</unitNumber></VirtualDevice>
+            <VirtualDevice xsi:type="VirtualE1000"><key>4003</key></VirtualDevice></val>"#;
         let doc = Document::parse(xml).unwrap();
+        // ethernet1 by its PCI unit, although its key is not 4001; ethernet3 by key alone.
+        let nics = adapters(doc.root_element()).unwrap();
         assert_eq!(
-            nic_types(doc.root_element()).unwrap(),
-            ["VirtualE1000", "VirtualVmxnet3"]
+            nics.into_iter().collect::<Vec<_>>(),
+            [(1, "VirtualVmxnet3".into()), (3, "VirtualE1000".into())]
         );
         let xml = r#"<val xmlns="urn:vim25"><OptionValue><key>a</key><value>1</value></OptionValue><OptionValue><key>a</key><value>2</value></OptionValue></val>"#;
         let doc = Document::parse(xml).unwrap();
