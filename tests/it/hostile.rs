@@ -732,48 +732,7 @@ fn terraform_console_reads_the_keys_vmx_prints() {
 /// `expr` as Terraform evaluates it in a module of `main_tf`, as JSON; None (with a SKIP)
 /// where no `terraform` is on PATH.
 fn terraform_console(main_tf: &str, expr: &str) -> Option<serde_json::Value> {
-    if Command::new("terraform").arg("version").output().is_err() {
-        skip("terraform is not on PATH; hcl-rs still parses every Terraform output");
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("main.tf"), main_tf).unwrap();
-    let mut console = Command::new("terraform")
-        .args(["console", "-no-color"])
-        .current_dir(dir.path())
-        .env("TF_CLI_CONFIG_FILE", "/dev/null")
-        .env("CHECKPOINT_DISABLE", "1")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Base64, so that console's own way of printing a string does not matter.
-    let line = format!("base64encode(jsonencode({expr}))\n");
-    console
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(line.as_bytes())
-        .unwrap();
-    let out = console.wait_with_output().unwrap();
-    ok(&out);
-    let b64 = stdout(&out).trim().trim_matches('"').to_string();
-    let mut decode = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    decode
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b64.as_bytes())
-        .unwrap();
-    let json = decode.wait_with_output().unwrap();
-    ok(&json);
-    Some(serde_json::from_slice(&json.stdout).unwrap())
+    crate::support::terraform::console(&[("main.tf", main_tf)], expr).map(|r| r.unwrap())
 }
 
 /// A Python with PyYAML, the YAML parser Ansible uses: Debian's python3-yaml, else whatever

@@ -8,6 +8,7 @@ mod boot;
 mod build_rom;
 mod deploy;
 mod fetch;
+mod fleet;
 mod hostile;
 mod inspect;
 mod patches;

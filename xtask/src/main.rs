@@ -44,6 +44,8 @@ enum Command {
     Vmx(cmd::vmx::Args),
     /// Upload a ROM to a datastore and set a VM's keys through the vSphere API
     Deploy(cmd::deploy::Args),
+    /// What deploy does, for many VMs: an Ansible playbook, or Terraform for for_each
+    Fleet(cmd::fleet::Args),
     /// Rebuild from scratch in a fresh directory and compare with SHA256SUMS
     Verify(cmd::verify::Args),
     /// Time cold, no-op and config-only builds (and Docker) against plain make
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
             Command::CheckSize(args) => cmd::check_size::run(&ctx, args),
             Command::Vmx(args) => cmd::vmx::run(args),
             Command::Deploy(args) => cmd::deploy::run(&ctx, args),
+            Command::Fleet(args) => cmd::fleet::run(args),
             Command::Verify(args) => cmd::verify::run(&ctx, args),
             Command::Bench(args) => cmd::bench::run(&ctx, args),
             Command::BootTest(args) => cmd::boot::run(&ctx, args),

@@ -77,6 +77,11 @@ fn binary() -> Option<PathBuf> {
 
 impl Vcsim {
     pub fn start() -> Option<Vcsim> {
+        Vcsim::start_with(&[])
+    }
+
+    /// With extra flags for our main, such as `-machines N`.
+    pub fn start_with(flags: &[&str]) -> Option<Vcsim> {
         let bin = binary()?;
         if !pki::have_openssl() {
             skip("openssl is missing; the deploy tests serve the API over TLS from a throwaway CA");
@@ -90,6 +95,7 @@ impl Vcsim {
             .arg("-tlskey")
             .arg(dir.path().join("vcsim.key"))
             .args(["-username", USER])
+            .args(flags)
             .env("VCSIM_PASSWORD", PASSWORD)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

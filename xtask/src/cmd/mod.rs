@@ -8,6 +8,7 @@ pub mod build_rom;
 pub mod check_size;
 pub mod deploy;
 pub mod fetch;
+pub mod fleet;
 pub mod inspect;
 pub mod lock_toolchain;
 pub mod pin;

@@ -2,6 +2,7 @@
 //! and put on a VM through the vSphere API.
 
 pub mod deployment;
+pub mod fleet;
 pub mod network;
 pub mod quote;
 pub mod vmconfig;
