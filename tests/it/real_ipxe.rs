@@ -434,11 +434,15 @@ fn have_os_fixtures(real: &Real) -> bool {
     }
 }
 
-/// The rows of an OS boot table: each NIC's `os` (guestinfo) and `os-dhcp` boot reached init
-/// with the right values; the cases that must fail did, each naming its reason.
-fn assert_linux_booted(text: &str, nics: usize) {
-    let rows = boot_rows(text);
-    assert_eq!(rows.len(), nics * 2 + 3, "{text}");
+/// The rows of an OS boot table: each NIC's `os` (guestinfo) boot, and its `os-dhcp` one where
+/// `dhcp`, reached init with the right values; the cases that must fail did, each naming its
+/// reason. Rows of other paths are left to their own checks.
+fn assert_linux_booted(text: &str, nics: usize, dhcp: bool) {
+    let rows: Vec<_> = boot_rows(text)
+        .into_iter()
+        .filter(|r| r["path"].starts_with("os"))
+        .collect();
+    assert_eq!(rows.len(), nics * (1 + usize::from(dhcp)) + 3, "{text}");
     for row in &rows {
         match row["path"].as_str() {
             "os" | "os-dhcp" => {
@@ -486,7 +490,7 @@ fn the_release_roms_boot_linux_from_guestinfo_on_every_nic() {
         "--nic",
         "vmxnet3,e1000,e1000e",
         "--path",
-        "os",
+        "os,dhcp",
         "--runtime",
         "native",
         "--keep",
@@ -495,7 +499,7 @@ fn the_release_roms_boot_linux_from_guestinfo_on_every_nic() {
     let text = stdout(&out);
     eprintln!("{text}");
     ok(&out);
-    assert_linux_booted(&text, 3);
+    assert_linux_booted(&text, 3, true);
     // Linux saw the guestinfo values on its command line, as vmx's keys set them.
     for dir in fs::read_dir(&kept).unwrap() {
         let dir = dir.unwrap().path();
@@ -532,7 +536,18 @@ impl Drop for TlsServer {
     }
 }
 
-fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
+/// Where the scripts the TLS servers hand out report to: boot-test listens there.
+const HTTPS_REPORT_PORT: u16 = 18095;
+
+/// `openssl s_server -WWW` on 127.0.0.1:`port` serving `dir/www`, with the certificate
+/// `<cert>.pem`, the chain file `chain` after it, and any further `openssl s_server` flags.
+fn serve_tls(
+    dir: &std::path::Path,
+    cert: &str,
+    chain: &str,
+    port: u16,
+    extra: &[&str],
+) -> TlsServer {
     let child = std::process::Command::new("openssl")
         .args([
             "s_server",
@@ -543,12 +558,12 @@ fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
         ])
         .args([
             "-cert",
-            &format!("../{name}.pem"),
+            &format!("../{cert}.pem"),
             "-key",
-            &format!("../{name}.key"),
-            "-cert_chain",
-            &format!("../{name}-ca.pem"),
+            &format!("../{cert}.key"),
         ])
+        .args(["-cert_chain", &format!("../{chain}")])
+        .args(extra)
         .current_dir(dir.join("www"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -558,8 +573,40 @@ fn serve_tls(dir: &std::path::Path, name: &str, port: u16) -> TlsServer {
     TlsServer(child)
 }
 
+/// `boot-test` of one ROM from guestinfo, with the keys `vmx --format json` prints for it and
+/// `chain` as the chain target, listening on `HTTPS_REPORT_PORT` for the script's report; the
+/// boot-test output, and whether it passed.
+fn boot_from_guestinfo(
+    real: &Real,
+    nic: &str,
+    rom: &std::path::Path,
+    chain: &str,
+    keep: &std::path::Path,
+) -> (String, bool) {
+    let keys = keep.with_extension("json");
+    fs::write(&keys, vmx_json(real, nic, rom, chain)).unwrap();
+    let run = real.xtask(&[
+        "boot-test",
+        "--rom",
+        rom.to_str().unwrap(),
+        "--path",
+        "guestinfo",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--port",
+        &HTTPS_REPORT_PORT.to_string(),
+        "--timeout",
+        "60",
+        "--keep",
+        keep.to_str().unwrap(),
+    ]);
+    let text = stdout(&run);
+    eprintln!("{text}");
+    (text, run.status.success())
+}
+
 #[test]
-fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
+fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
     let Some(real) = Real::find() else { return };
     for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
         if !have(tool, arg) {
@@ -567,31 +614,46 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
             return;
         }
     }
+    // Two trusted roots: an ECDSA P-384 CA shaped like Let's Encrypt's E-series, and an RSA
+    // one. A third, untrusted ECDSA CA; a leaf of the trusted CA for another address.
     let tls = tempfile::tempdir().unwrap();
-    fs::create_dir(tls.path().join("www")).unwrap();
-    crate::support::pki::lab_ca(tls.path(), "good", "10.0.2.2");
-    crate::support::pki::lab_ca(tls.path(), "bad", "10.0.2.2");
+    let dir = tls.path();
+    fs::create_dir(dir.join("www")).unwrap();
+    crate::support::pki::ecdsa_ca(dir, "ec");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-leaf", "10.0.2.2");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-elsewhere", "10.0.2.99");
+    crate::support::pki::ecdsa_ca(dir, "rogue");
+    crate::support::pki::ecdsa_leaf(dir, "rogue", "rogue-leaf", "10.0.2.2");
+    crate::support::pki::lab_ca(dir, "rsa", "10.0.2.2");
     let report_port = 18095;
     fs::write(
-        tls.path().join("www/boot.ipxe"),
+        dir.join("www/boot.ipxe"),
         xtask::boot::qemu::boot_script(report_port),
     )
     .unwrap();
 
     let configs = real.project.path().join("configs");
-    fs::copy(tls.path().join("good-ca.pem"), configs.join("lab-ca.pem")).unwrap();
+    fs::copy(dir.join("ec-ca.pem"), configs.join("lab-ec-ca.pem")).unwrap();
+    fs::copy(dir.join("rsa-ca.pem"), configs.join("lab-rsa-ca.pem")).unwrap();
     let profile = fs::read_to_string(repo().join("configs/vmware-https.toml")).unwrap();
     fs::write(
         configs.join("vmware-https.toml"),
-        format!("trust = [\"lab-ca.pem\"]\n{profile}"),
+        format!("trust = [\"lab-ec-ca.pem\", \"lab-rsa-ca.pem\"]\n{profile}"),
     )
     .unwrap();
     let out = real.out("https");
     ok(&real.build_native(&["--nic", "all,vlance", "--profile", "vmware-https"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
+    let inputs: Vec<&str> = manifest
+        .profile
+        .inputs
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     assert_eq!(
-        manifest.profile.inputs[0].name, "lab-ca.pem",
-        "the trusted root's digest is in the manifest"
+        inputs,
+        ["lab-ec-ca.pem", "lab-rsa-ca.pem"],
+        "the trusted roots are in the manifest"
     );
     for (file, info) in &manifest.roms {
         assert!(info.https, "{file} must link HTTPS");
@@ -599,62 +661,70 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
         eprintln!("{file}: {} bytes, headroom {}", info.size, info.headroom);
     }
 
-    let _good = serve_tls(tls.path(), "good", 18543);
-    for file in manifest.roms.keys() {
-        let rom = out.join(file);
-        let run = real.xtask(&[
-            "boot-test",
-            "--rom",
-            rom.to_str().unwrap(),
-            "--bootfile",
-            "https://10.0.2.2:18543/boot.ipxe",
-            "--port",
-            &report_port.to_string(),
-        ]);
-        ok(&run);
-        eprintln!("{}", stdout(&run));
-    }
-    // The same ROMs configured by guestinfo alone: the keys are `vmx --format json`'s, the chain
-    // target is https://.
+    // Every NIC's ROM, from guestinfo, boots from the ECDSA server and from the RSA one. Each
+    // server sends its chain up to the root: the ROM holds only the roots' fingerprints.
+    let _ec = serve_tls(dir, "ec-leaf", "ec-up.pem", 18543, &[]);
+    let _rsa = serve_tls(dir, "rsa", "rsa-ca.pem", 18544, &[]);
     for (file, info) in &manifest.roms {
-        let rom = out.join(file);
-        let keys = tls.path().join(format!("{file}.json"));
-        fs::write(
-            &keys,
-            vmx_json(&real, &info.nic, &rom, "https://10.0.2.2:18543/boot.ipxe"),
-        )
-        .unwrap();
-        let kept = real.out(&format!("gi-{file}"));
-        let run = real.xtask(&[
-            "boot-test",
-            "--rom",
-            rom.to_str().unwrap(),
-            "--path",
-            "guestinfo",
-            "--keys",
-            keys.to_str().unwrap(),
-            "--port",
-            &report_port.to_string(),
-            "--keep",
-            kept.to_str().unwrap(),
-        ]);
-        eprintln!("{}", stdout(&run));
-        ok(&run);
-        let row = &boot_rows(&stdout(&run))[0];
-        assert_eq!(
-            (
-                row["booted"].as_str(),
-                row["address"].as_str(),
-                row["dhcp"].as_str()
-            ),
-            ("yes", "10.0.2.15", "0"),
-            "{}",
-            stdout(&run)
-        );
-        assert_read_every_key(&kept.join("boot-0-guestinfo/guestrpc.log"));
+        for (server, port) in [("ecdsa", 18543), ("rsa", 18544)] {
+            let chain = format!("https://10.0.2.2:{port}/boot.ipxe");
+            let keep = real.out(&format!("gi-{server}-{file}"));
+            let (text, passed) =
+                boot_from_guestinfo(&real, &info.nic, &out.join(file), &chain, &keep);
+            assert!(passed, "{file} from the {server} server:\n{text}");
+            let row = &boot_rows(&text)[0];
+            assert_eq!(
+                (
+                    row["booted"].as_str(),
+                    row["address"].as_str(),
+                    row["dhcp"].as_str()
+                ),
+                ("yes", "10.0.2.15", "0"),
+                "{text}"
+            );
+            assert_read_every_key(&keep.join("boot-0-guestinfo/guestrpc.log"));
+        }
     }
 
-    // Linux over TLS: the kernel and initrd from the same server, on every vSphere NIC's ROM.
+    // Refused, each with iPXE's error on the screen: a chain to an untrusted root, a leaf for
+    // another address, and a server that offers only suites this profile dropped (plain RSA key
+    // exchange and AES-CBC).
+    let _rogue = serve_tls(dir, "rogue-leaf", "rogue-up.pem", 18545, &[]);
+    let _elsewhere = serve_tls(dir, "ec-elsewhere", "ec-up.pem", 18546, &[]);
+    let _old = serve_tls(
+        dir,
+        "rsa",
+        "rsa-ca.pem",
+        18547,
+        &["-no_tls1_3", "-cipher", "AES128-SHA256"],
+    );
+    let vmxnet3 = out.join("15ad07b0.rom");
+    // iPXE's codes (the screen may wrap them): 0216eb3c, no trusted root; 0216ea3c, a
+    // certificate for another name; 410de13c, the server's handshake-failure alert.
+    let denied = "Permission denied (https://ipxe.org/";
+    for (why, port, error) in [
+        ("untrusted root", 18545, [denied, "0216eb3c"]),
+        ("wrong address", 18546, [denied, "0216ea3c"]),
+        (
+            "dropped suites",
+            18547,
+            ["Operation not permitted (https://ipxe.org/", "de13c"],
+        ),
+    ] {
+        let chain = format!("https://10.0.2.2:{port}/boot.ipxe");
+        let keep = real.out(&format!("refused-{port}"));
+        let (text, passed) = boot_from_guestinfo(&real, "vmxnet3", &vmxnet3, &chain, &keep);
+        assert!(!passed, "a server with {why} must be refused:\n{text}");
+        assert!(text.contains("it never reported back"), "{why}:\n{text}");
+        for part in error {
+            assert!(
+                text.contains(part),
+                "{why}: iPXE's error is on the screen:\n{text}"
+            );
+        }
+    }
+
+    // Linux over TLS: the kernel and initrd from the ECDSA server, on every vSphere NIC's ROM.
     if have_os_fixtures(&real) {
         let mut args = vec![
             "boot-test".to_string(),
@@ -663,7 +733,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
             "--os-url".into(),
             "https://10.0.2.2:18543/".into(),
             "--os-dir".into(),
-            tls.path().join("www").to_str().unwrap().into(),
+            dir.join("www").to_str().unwrap().into(),
         ];
         for (file, info) in &manifest.roms {
             if info.nic != "vlance" {
@@ -674,28 +744,8 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
         let text = stdout(&run);
         eprintln!("{text}");
         ok(&run);
-        assert_linux_booted(&text, 3);
+        assert_linux_booted(&text, 3, false);
     }
-
-    let _bad = serve_tls(tls.path(), "bad", 18544);
-    let rom = out.join("15ad07b0.rom");
-    let run = real.xtask(&[
-        "boot-test",
-        "--rom",
-        rom.to_str().unwrap(),
-        "--bootfile",
-        "https://10.0.2.2:18544/boot.ipxe",
-        "--port",
-        &report_port.to_string(),
-        "--timeout",
-        "40",
-    ]);
-    fails_with(&run, "1 of 1 boot(s) failed");
-    assert!(
-        stdout(&run).contains("Permission denied"),
-        "iPXE's refusal is on the screen:\n{}",
-        stdout(&run)
-    );
 
     // vmx takes https:// for this ROM, and refuses it for the default one.
     let vmx = |rom: &std::path::Path| {
@@ -711,7 +761,7 @@ fn the_https_profile_boots_over_tls_and_refuses_other_cas() {
         args.extend(["--rom", rom.to_str().unwrap()]);
         real.xtask(&args)
     };
-    ok(&vmx(&rom));
+    ok(&vmx(&vmxnet3));
     let plain = real.out("plain");
     ok(&real.build_native(&["--nic", "vmxnet3"], &plain));
     fails_with(

@@ -116,6 +116,20 @@ fn the_readmes_sizes_match_the_budget_and_the_manifest() {
             "manifest and budget disagree for {nic}"
         );
     }
+    // The HTTPS table, in the README and in docs/profiles.md, with its headroom.
+    let https = Manifest::load(&repo().join("roms/vmware-https/manifest.json")).unwrap();
+    let profiles = fs::read_to_string(repo().join("docs/profiles.md")).unwrap();
+    for (nic, entry) in &budget.0["vmware-https"] {
+        let pci = Nic::by_name(nic).unwrap().pci_id();
+        let row = format!(
+            "| `{pci}.rom` ({nic}) | {} | 65,536 | {} |",
+            commas(entry.size),
+            commas(65_536 - entry.size)
+        );
+        assert!(readme.contains(&row), "README lacks {row}");
+        assert!(profiles.contains(&row), "docs/profiles.md lacks {row}");
+        assert_eq!(https.roms[&format!("{pci}.rom")].size, entry.size, "{nic}");
+    }
     let sums = fs::read_to_string(repo().join("roms/vmware/SHA256SUMS")).unwrap();
     for (file, info) in &manifest.roms {
         assert!(

@@ -35,9 +35,9 @@ pub enum BootPath {
     /// Guestinfo cases that must end cleanly: no keys (falls back to DHCP), a 404 chain target,
     /// an unparseable net0.ip
     Faults,
-    /// Linux from Debian's kernel and the tool's initrd, by guestinfo and by DHCP on each NIC;
-    /// on the first, the scripts that must fail (imgfetch without imgfree, no initrd, another
-    /// command line)
+    /// Linux from Debian's kernel and the tool's initrd, by guestinfo on each NIC (and by DHCP
+    /// too, with the dhcp path); on the first, the scripts that must fail (imgfetch without
+    /// imgfree, no initrd, another command line)
     Os,
 }
 
@@ -257,7 +257,8 @@ impl Rig<'_> {
         }
     }
 
-    /// Linux on each ROM, by guestinfo and by DHCP; on the first, the scripts that must fail.
+    /// Linux on each ROM, by guestinfo (and DHCP, with that path); on the first, the scripts
+    /// that must fail.
     fn os_cases(&self, roms: &[(String, PathBuf, String)]) -> Result<Vec<Case>> {
         let Some((base, nonce)) = &self.os else {
             return Ok(Vec::new());
@@ -281,9 +282,11 @@ impl Rig<'_> {
                             nonce,
                             http,
                         ));
-                        boots.push(Case::linux(
-                            label, "os-dhcp", rom, device, None, script, nonce, http,
-                        ));
+                        if self.paths.contains(&BootPath::Dhcp) {
+                            boots.push(Case::linux(
+                                label, "os-dhcp", rom, device, None, script, nonce, http,
+                            ));
+                        }
                     }
                     Some(reason) if i == 0 => boots.push(
                         Case::linux(label, path, rom, device, Some(&keys), script, nonce, 0)
