@@ -330,6 +330,26 @@ fn assert_read_every_key(log: &std::path::Path) {
     }
 }
 
+/// `boot-test` of the release ROMs for `nics` on `paths`, built natively, keeping every boot in
+/// `kept`; its table, once every boot passed.
+fn boot_release(real: &Real, nics: &str, paths: &str, kept: &std::path::Path) -> String {
+    let out = real.xtask(&[
+        "boot-test",
+        "--nic",
+        nics,
+        "--path",
+        paths,
+        "--runtime",
+        "native",
+        "--keep",
+        kept.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    ok(&out);
+    text
+}
+
 /// A listener on boot-test's old fixed port that never answers: a boot that talked to it would
 /// hang. None where the port is taken already (which proves the same).
 fn squat_old_port() -> Option<std::net::TcpListener> {
@@ -345,20 +365,12 @@ fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
     }
     let _squatter = squat_old_port();
     let kept = real.out("boots");
-    let out = real.xtask(&[
-        "boot-test",
-        "--nic",
+    let text = boot_release(
+        &real,
         "vmxnet3,e1000,e1000e,vlance",
-        "--path",
         "dhcp,static,guestinfo,faults",
-        "--runtime",
-        "native",
-        "--keep",
-        kept.to_str().unwrap(),
-    ]);
-    let text = stdout(&out);
-    eprintln!("{text}");
-    ok(&out);
+        &kept,
+    );
     let rows = boot_rows(&text);
     // Four NICs on three paths, then the three guestinfo faults on the first.
     assert_eq!(rows.len(), 4 * 3 + 3, "{text}");
@@ -485,20 +497,7 @@ fn the_release_roms_boot_linux_from_guestinfo_on_every_nic() {
         return;
     }
     let kept = real.out("os-boots");
-    let out = real.xtask(&[
-        "boot-test",
-        "--nic",
-        "vmxnet3,e1000,e1000e",
-        "--path",
-        "os,dhcp",
-        "--runtime",
-        "native",
-        "--keep",
-        kept.to_str().unwrap(),
-    ]);
-    let text = stdout(&out);
-    eprintln!("{text}");
-    ok(&out);
+    let text = boot_release(&real, "vmxnet3,e1000,e1000e", "os,dhcp", &kept);
     assert_linux_booted(&text, 3, true);
     // Linux saw the guestinfo values on its command line, as vmx's keys set them.
     for dir in fs::read_dir(&kept).unwrap() {
