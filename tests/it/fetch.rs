@@ -200,7 +200,10 @@ fn boot_fixtures_come_by_sha256_from_the_mirror_or_a_directory() {
     let project = Project::new(&[]);
     let (kernel, busybox) = (b"a kernel".to_vec(), b"a busybox".to_vec());
     write_fixture_lock(&project, &kernel, &busybox);
+    // A cache of its own for .debs: these made-up ones must not reach the machine's.
     let debs = project.cache().join("debs");
+    fs::remove_file(&debs).unwrap();
+    fs::create_dir(&debs).unwrap();
 
     // A mirror that serves the wrong bytes for one: nothing of it enters the cache.
     let mirror = HttpServer::serve_map(

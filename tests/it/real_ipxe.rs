@@ -446,10 +446,29 @@ fn have_os_fixtures(real: &Real) -> bool {
     }
 }
 
+/// Appends a boot table to target/boot-tables.txt, which `.ci/run` prints at its end, so a CI
+/// log shows the rows of boots that passed.
+fn record_table(text: &str) {
+    use std::io::Write as _;
+    let table: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("rom "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if let Ok(mut f) = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(repo().join("target/boot-tables.txt"))
+    {
+        let _ = f.write_all(table.as_bytes());
+    }
+}
+
 /// The rows of an OS boot table: each NIC's `os` (guestinfo) boot, and its `os-dhcp` one where
 /// `dhcp`, reached init with the right values; the cases that must fail did, each naming its
 /// reason. Rows of other paths are left to their own checks.
 fn assert_linux_booted(text: &str, nics: usize, dhcp: bool) {
+    record_table(text);
     let rows: Vec<_> = boot_rows(text)
         .into_iter()
         .filter(|r| r["path"].starts_with("os"))
