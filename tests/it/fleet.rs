@@ -213,17 +213,28 @@ fn an_ansible_playbook_configures_twenty_vms_as_deploy_would() {
             "deploy would change what Ansible set on {vm_name}:\n{dry}"
         );
     }
-    eprintln!(
-        "read back {} VMs: {compared} keys compared, {} mismatches",
+    let line = format!(
+        "fleet: read back {} VMs after ansible-playbook: {compared} keys compared, {} mismatches\n",
         vms.len(),
         mismatches.len()
     );
+    eprint!("{line}");
+    ci_report(&line);
     assert_eq!(compared, 20 * 8);
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 
     let started = std::time::Instant::now();
     let second = run(&bin, &vcsim, &playbook, &inv);
-    eprintln!("second run: {:.1} s", started.elapsed().as_secs_f64());
+    let line = format!(
+        "fleet: second run {:.1} s, changed=0 on {} of 20 hosts\n",
+        started.elapsed().as_secs_f64(),
+        recap(&stdout(&second))
+            .values()
+            .filter(|&&c| c == (0, 0))
+            .count()
+    );
+    eprint!("{line}");
+    ci_report(&line);
     ok(&second);
     let hosts = recap(&stdout(&second));
     assert_eq!(hosts.len(), 20);

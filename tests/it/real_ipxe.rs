@@ -446,22 +446,14 @@ fn have_os_fixtures(real: &Real) -> bool {
     }
 }
 
-/// Appends a boot table to target/boot-tables.txt, which `.ci/run` prints at its end, so a CI
-/// log shows the rows of boots that passed.
+/// Puts a boot table in the CI report, so a CI log shows the rows of boots that passed.
 fn record_table(text: &str) {
-    use std::io::Write as _;
     let table: String = text
         .lines()
         .skip_while(|l| !l.starts_with("rom "))
         .map(|l| format!("{l}\n"))
         .collect();
-    if let Ok(mut f) = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(repo().join("target/boot-tables.txt"))
-    {
-        let _ = f.write_all(table.as_bytes());
-    }
+    ci_report(&table);
 }
 
 /// The rows of an OS boot table: each NIC's `os` (guestinfo) boot, and its `os-dhcp` one where
