@@ -282,7 +282,13 @@ fn ansible(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
          set its device_type: {}",
         ctx.nic.tool_type
     );
-    out.push_str("hardware:\n  boot_firmware: bios\nadvanced_settings:\n");
+    // vmware_guest sets the firmware only when it creates the VM (on an existing one it reports
+    // a change and leaves it as it was); `cargo xtask fleet` switches it with the boot manager.
+    out.push_str(
+        "# hardware.boot_firmware takes effect when vmware_guest creates the VM; switch an existing\n\
+         # one with community.vmware.vmware_guest_boot_manager (boot_firmware: bios)\n\
+         hardware:\n  boot_firmware: bios\nadvanced_settings:\n",
+    );
     for (k, v) in without_dev(keys, ctx) {
         let _ = writeln!(
             out,
