@@ -178,10 +178,10 @@ pub fn apply(session: &Session, plan: &Plan, rom: &Rom, power_on: bool) -> Resul
         session.upload(&plan.datastore, &plan.rom_path, &rom.bytes)?;
     }
     if !plan.changes.is_empty() || plan.to_bios {
+        // vSphere refuses a stale changeVersion with ConcurrentAccess, from the call or its task.
         let refused = |e: anyhow::Error| {
-            if e.to_string().contains("concurrent modification")
-                || e.downcast_ref::<vsphere::Fault>()
-                    .is_some_and(|f| f.kind == "ConcurrentAccess")
+            if e.downcast_ref::<vsphere::Fault>()
+                .is_some_and(|f| f.kind == "ConcurrentAccess")
             {
                 anyhow::anyhow!(
                     "VM '{}' was changed by someone else after deploy read it (its changeVersion \

@@ -111,7 +111,7 @@ struct ServiceContent {
 }
 
 /// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Fault {
     pub kind: String,
     pub message: String,
@@ -430,10 +430,21 @@ impl Session {
             match p.text("info.state").as_deref() {
                 Some("success") => return Ok(()),
                 Some("error") => {
-                    let why = p
-                        .with("info.error", |n| Ok(child_text(n, "localizedMessage")))?
-                        .unwrap_or_else(|| "no message".into());
-                    bail!("vSphere task {} failed: {why}", task.value)
+                    // A LocalizedMethodFault: the fault's type on its `fault`, and a message.
+                    let fault = p.with("info.error", |n| {
+                        let kind = n
+                            .children()
+                            .find(|c| c.tag_name().name() == "fault")
+                            .and_then(|f| f.attributes().find(|a| a.name() == "type"))
+                            .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string());
+                        Ok(Fault {
+                            kind: kind.unwrap_or_default(),
+                            message: child_text(n, "localizedMessage")
+                                .unwrap_or_else(|| "no message".into()),
+                        })
+                    })?;
+                    return Err(anyhow::Error::new(fault)
+                        .context(format!("vSphere task {} failed", task.value)));
                 }
                 _ if started.elapsed() > timeout => bail!(
                     "vSphere task {} did not finish within {} s; look at it in the vSphere client",
