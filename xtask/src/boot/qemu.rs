@@ -661,22 +661,9 @@ pub fn decode_vga(dump: &str) -> String {
 
 /// DHCP packets (UDP 67/68) and HTTP requests (TCP to `port` carrying `GET `) in a pcap.
 pub fn count_packets(pcap: &Path, port: u16) -> Result<(usize, usize)> {
-    let data = std::fs::read(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
-    if data.len() < 24 || data[..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
-        bail!("{} is not a little-endian pcap file", pcap.display());
-    }
+    let data = read_pcap(pcap)?;
     let (mut dhcp, mut http) = (0, 0);
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into()?) as usize;
-        let Some(frame) = data.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
-        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
-            continue;
-        }
-        let ip = &frame[14..];
+    for (_, ip) in ipv4_packets(&data) {
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let Some(l4) = ip.get(ihl..) else { continue };
         if l4.len() < 4 {
@@ -700,24 +687,41 @@ pub fn count_packets(pcap: &Path, port: u16) -> Result<(usize, usize)> {
     Ok((dhcp, http))
 }
 
+fn read_pcap(pcap: &Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
+    if data.len() < 24 || data[..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
+        bail!("{} is not a little-endian pcap file", pcap.display());
+    }
+    Ok(data)
+}
+
+/// Each IPv4 packet of a pcap's Ethernet frames (from the IP header on), with its capture time
+/// in seconds.
+fn ipv4_packets(data: &[u8]) -> impl Iterator<Item = (f64, &[u8])> {
+    let mut at = 24;
+    std::iter::from_fn(move || loop {
+        let header = data.get(at..at + 16)?;
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let secs = f64::from(word(0)) + f64::from(word(4)) / 1e6;
+        let len = word(8) as usize;
+        let frame = data.get(at + 16..at + 16 + len)?;
+        at += 16 + len;
+        if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] {
+            return Some((secs, &frame[14..]));
+        }
+    })
+}
+
 /// TCP payload bytes sent to the guest, per connection, with the first and last data packet's
 /// time: the largest one (a kernel, in an OS boot), over HTTP or TLS alike.
 pub fn largest_download(pcap: &Path) -> Result<Option<(u64, f64)>> {
-    let data = std::fs::read(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
+    let data = read_pcap(pcap)?;
     let mut flows: BTreeMap<(u16, u16), (u64, f64, f64)> = BTreeMap::new();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let secs = u32::from_le_bytes(data[at..at + 4].try_into()?) as f64
-            + u32::from_le_bytes(data[at + 4..at + 8].try_into()?) as f64 / 1e6;
-        let len = u32::from_le_bytes(data[at + 8..at + 12].try_into()?) as usize;
-        let Some(frame) = data.get(at + 16..at + 16 + len) else {
-            break;
-        };
-        at += 16 + len;
-        if frame.len() < 34 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+    for (secs, ip) in ipv4_packets(&data) {
+        if ip[9] != 6 {
             continue;
         }
-        let ip = &frame[14..];
         let (ihl, total) = (
             usize::from(ip[0] & 0x0f) * 4,
             usize::from(u16::from_be_bytes([ip[2], ip[3]])),
