@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, process::Output};
 
 use crate::support::{vcsim::Vcsim, *};
 use sha2::{Digest, Sha256};
-use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
+use xtask::vm::vsphere::Session;
 
 /// Given unless a case gives its own.
 const DEFAULTS: &[(&str, &str)] = &[
@@ -89,18 +89,7 @@ impl World {
     }
 
     fn session(&self) -> Session {
-        Session::login(
-            &Endpoint {
-                url: self.vcsim.url.clone(),
-                insecure: false,
-                ca_file: Some(self.vcsim.ca.clone()),
-            },
-            &Credentials {
-                username: crate::support::vcsim::USER.into(),
-                password: Secret::new(crate::support::vcsim::PASSWORD.into()),
-            },
-        )
-        .unwrap()
+        self.vcsim.session()
     }
 
     fn rom(&self, file: &str) -> Vec<u8> {

@@ -12,7 +12,6 @@ use std::{
 
 use crate::support::{vcsim::Vcsim, *};
 use sha2::{Digest, Sha256};
-use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
 
 /// The fleet: the simulator's cluster VMs 2 to 21, all vmxnet3, every other one EFI.
 const FLEET: std::ops::Range<u32> = 2..22;
@@ -104,21 +103,6 @@ fn recap(text: &str) -> BTreeMap<String, (u32, u32)> {
         .collect()
 }
 
-fn session(vcsim: &Vcsim) -> Session {
-    Session::login(
-        &Endpoint {
-            url: vcsim.url.clone(),
-            insecure: false,
-            ca_file: Some(vcsim.ca.clone()),
-        },
-        &Credentials {
-            username: crate::support::vcsim::USER.into(),
-            password: Secret::new(crate::support::vcsim::PASSWORD.into()),
-        },
-    )
-    .unwrap()
-}
-
 #[test]
 fn an_ansible_playbook_configures_twenty_vms_as_deploy_would() {
     let Some(bin) = ansible_playbook() else {
@@ -161,7 +145,7 @@ fn an_ansible_playbook_configures_twenty_vms_as_deploy_would() {
 
     // Every VM read back: the keys vmx prints for its values (but the adapter type, which is
     // the VM's device, checked apart), BIOS firmware, and deploy finding nothing to change.
-    let s = session(&vcsim);
+    let s = vcsim.session();
     let rom_path = format!(
         "/vmfs/volumes/LocalDS_0/vsphere-ipxe-rom/{}/15ad07b0.rom",
         &sha[..16]

@@ -76,6 +76,23 @@ fn binary() -> Option<PathBuf> {
 }
 
 impl Vcsim {
+    /// A session of the project's own SOAP client, as the test user.
+    pub fn session(&self) -> xtask::vm::vsphere::Session {
+        use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
+        Session::login(
+            &Endpoint {
+                url: self.url.clone(),
+                insecure: false,
+                ca_file: Some(self.ca.clone()),
+            },
+            &Credentials {
+                username: USER.into(),
+                password: Secret::new(PASSWORD.into()),
+            },
+        )
+        .unwrap()
+    }
+
     pub fn start() -> Option<Vcsim> {
         Vcsim::start_with(&[])
     }

@@ -60,10 +60,7 @@ pub fn lock(project: &Project) -> Result<Lock> {
 
 /// Whether the fixtures are all in the cache; the error says how to get them.
 pub fn prepare_check(project: &Project, cache: &Cache) -> Result<()> {
-    let lock = lock(project)?;
-    fixture(&lock, cache, |p| p.name.starts_with("linux-image-"))?;
-    fixture(&lock, cache, |p| p.name == "busybox-static")?;
-    Ok(())
+    fixtures(&lock(project)?, cache).map(|_| ())
 }
 
 /// A value no earlier boot could have printed: the time and this process, hashed.
@@ -79,8 +76,7 @@ pub fn nonce() -> String {
 /// them. The kernel is extracted once and kept in the cache by its .deb's sha256.
 pub fn prepare(project: &Project, cache: &Cache) -> Result<Os> {
     let lock = lock(project)?;
-    let kernel_deb = fixture(&lock, cache, |p| p.name.starts_with("linux-image-"))?;
-    let busybox_deb = fixture(&lock, cache, |p| p.name == "busybox-static")?;
+    let (kernel_deb, busybox_deb) = fixtures(&lock, cache)?;
     let sh = Shell::new()?;
     let extracted = cache
         .area(AREA)?
@@ -103,6 +99,14 @@ pub fn prepare(project: &Project, cache: &Cache) -> Result<Os> {
         kernel,
         initrd: initrd(&busybox)?,
     })
+}
+
+/// The locked kernel and busybox .debs, each checked to be in the cache.
+fn fixtures<'a>(lock: &'a Lock, cache: &Cache) -> Result<(&'a Package, &'a Package)> {
+    Ok((
+        fixture(lock, cache, |p| p.name.starts_with("linux-image-"))?,
+        fixture(lock, cache, |p| p.name == "busybox-static")?,
+    ))
 }
 
 /// The locked package `pick` chooses, checked to be in the cache.

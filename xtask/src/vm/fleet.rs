@@ -10,17 +10,16 @@
 //! URL from `hostname` alone (`'https://%s%s' % (hostname, path)` in both), so a port goes
 //! there.
 
-use std::{collections::BTreeMap, fmt::Write as _, path::Path};
+use std::{fmt::Write as _, path::Path};
 
 use anyhow::Result;
 
 use crate::{
     nic::Nic,
     vm::{
-        deployment::Rom,
+        deployment::{self, Rom, Target},
         network::Network,
         quote,
-        vmconfig::{self, Request},
     },
 };
 
@@ -77,23 +76,25 @@ const TERRAFORM: &str = include_str!("fleet.tf");
 /// The keys every VM gets, as (key, value) in the format's own syntax: what `deploy` sets,
 /// with the per-VM values as expressions and the rest fixed and quoted.
 pub fn settings(f: &Fleet, format: Format) -> Result<Vec<(String, String)>> {
-    // A stand-in network, only to have vmx's key set and checks for this ROM and scriptlet.
-    let network = Network::parse(
-        "192.0.2.10/24",
-        "192.0.2.1",
-        "192.0.2.53",
-        "http://192.0.2.1/boot.ipxe",
-        f.scriptlet.as_deref(),
+    // deploy's keys for a stand-in VM: the per-VM values are replaced below, and the datastore
+    // is one name the ROM key's path is rebuilt around.
+    let keys = deployment::keys(
+        &Target {
+            vm: String::new(),
+            datastore: "datastore".into(),
+            nic: f.nic,
+            ethernet: f.ethernet,
+            network: Network::parse(
+                "192.0.2.10/24",
+                "192.0.2.1",
+                "192.0.2.53",
+                "http://192.0.2.1/boot.ipxe",
+                f.scriptlet.as_deref(),
+            )?,
+            set_bios: false,
+        },
+        f.rom,
     )?;
-    let keys: BTreeMap<String, String> = vmconfig::keys(&Request {
-        nic: f.nic,
-        ethernet: f.ethernet,
-        rom_path: format!("/vmfs/volumes/datastore/{}", f.rom.datastore_path()),
-        network,
-        rom: Some(f.rom.facts.clone()),
-        rom_has_https: f.rom.https,
-    })?;
-    let dev = format!("ethernet{}.virtualDev", f.ethernet);
     let quote = match format {
         Format::Ansible => quote::yaml,
         Format::Terraform => quote::hcl,
@@ -110,7 +111,6 @@ pub fn settings(f: &Fleet, format: Format) -> Result<Vec<(String, String)>> {
     };
     Ok(keys
         .into_iter()
-        .filter(|(k, _)| *k != dev)
         .map(|(k, v)| {
             let value = if k == f.nic.vmware_key {
                 rom_path.clone()
