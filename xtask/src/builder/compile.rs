@@ -144,9 +144,10 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
         util::write_if_changed(&dir.join(name), &bytes)?;
         Ok(format!("{INPUT_DIR}/{name}"))
     };
-    // iPXE v2.0.0 tracks what TRUST= and CERT= *name*, not the files' content (rootcert_DEPS
-    // lists an undefined $(TRUSTED_FILES)): naming each file by its digest makes any change of
-    // content a change of name, which make does notice. The names never reach the ROM.
+    // iPXE (v2.0.0 up to the pinned master) tracks what TRUST= and CERT= *name*, not the files'
+    // content (rootcert_DEPS lists an undefined $(TRUSTED_FILES)): naming each file by its
+    // digest makes any change of content a change of name, which make does notice. The names
+    // never reach the ROM.
     let by_content = |file: &Path, role: &str| -> Result<String> {
         put(
             file,
