@@ -615,33 +615,12 @@ fn boot_from_guestinfo(
     (text, run.status.success())
 }
 
-#[test]
-fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
-    let Some(real) = Real::find() else { return };
-    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
-        if !have(tool, arg) {
-            skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
-            return;
-        }
-    }
-    // Two trusted roots: an ECDSA P-384 CA shaped like Let's Encrypt's E-series, and an RSA
-    // one. A third, untrusted ECDSA CA; a leaf of the trusted CA for another address.
-    let tls = tempfile::tempdir().unwrap();
-    let dir = tls.path();
-    fs::create_dir(dir.join("www")).unwrap();
+/// The vmware-https ROMs for `nics`, built natively to trust two throwaway roots made in `dir`:
+/// an ECDSA P-384 CA shaped like Let's Encrypt's E-series (`ec-ca`) and an RSA one (`rsa-ca`,
+/// with a leaf `rsa` for 10.0.2.2); their directory and manifest.
+fn lab_https_roms(real: &Real, dir: &std::path::Path, nics: &str) -> (PathBuf, Manifest) {
     crate::support::pki::ecdsa_ca(dir, "ec");
-    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-leaf", "10.0.2.2");
-    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-elsewhere", "10.0.2.99");
-    crate::support::pki::ecdsa_ca(dir, "rogue");
-    crate::support::pki::ecdsa_leaf(dir, "rogue", "rogue-leaf", "10.0.2.2");
     crate::support::pki::lab_ca(dir, "rsa", "10.0.2.2");
-    let report_port = 18095;
-    fs::write(
-        dir.join("www/boot.ipxe"),
-        xtask::boot::qemu::boot_script(report_port),
-    )
-    .unwrap();
-
     let configs = real.project.path().join("configs");
     fs::copy(dir.join("ec-ca.pem"), configs.join("lab-ec-ca.pem")).unwrap();
     fs::copy(dir.join("rsa-ca.pem"), configs.join("lab-rsa-ca.pem")).unwrap();
@@ -652,7 +631,7 @@ fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
     )
     .unwrap();
     let out = real.out("https");
-    ok(&real.build_native(&["--nic", "all,vlance", "--profile", "vmware-https"], &out));
+    ok(&real.build_native(&["--nic", nics, "--profile", "vmware-https"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
     let inputs: Vec<&str> = manifest
         .profile
@@ -670,6 +649,33 @@ fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
         assert!(info.size <= 65_536, "{file} is {} bytes", info.size);
         eprintln!("{file}: {} bytes, headroom {}", info.size, info.headroom);
     }
+    (out, manifest)
+}
+
+#[test]
+fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
+    let Some(real) = Real::find() else { return };
+    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
+        if !have(tool, arg) {
+            skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
+            return;
+        }
+    }
+    // Two trusted roots: an ECDSA P-384 CA shaped like Let's Encrypt's E-series, and an RSA
+    // one. A third, untrusted ECDSA CA; a leaf of the trusted CA for another address.
+    let tls = tempfile::tempdir().unwrap();
+    let dir = tls.path();
+    fs::create_dir(dir.join("www")).unwrap();
+    let (out, manifest) = lab_https_roms(&real, dir, "all,vlance");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-leaf", "10.0.2.2");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-elsewhere", "10.0.2.99");
+    crate::support::pki::ecdsa_ca(dir, "rogue");
+    crate::support::pki::ecdsa_leaf(dir, "rogue", "rogue-leaf", "10.0.2.2");
+    fs::write(
+        dir.join("www/boot.ipxe"),
+        xtask::boot::qemu::boot_script(HTTPS_REPORT_PORT),
+    )
+    .unwrap();
 
     // Every NIC's ROM, from guestinfo, boots from the ECDSA server and from the RSA one. Each
     // server sends its chain up to the root: the ROM holds only the roots' fingerprints.
