@@ -304,12 +304,7 @@ impl Conn<'_> {
                 r.fragment
             };
             match r.kind {
-                ALERT => {
-                    let (level, what) = (plain.first().copied(), plain.get(1).copied());
-                    return Ok(format!(
-                        "client sent alert level {level:?} description {what:?}"
-                    ));
-                }
+                ALERT => return Ok(format!("client sent alert {}", alert(&plain))),
                 HANDSHAKE if plain.first() == Some(&FINISHED) => {
                     let want =
                         finished_message(&ZERO_MASTER_SECRET, "client finished", &transcript);
@@ -352,6 +347,24 @@ impl Conn<'_> {
             }
         }
     }
+}
+
+/// An alert's level and description, named where it is one a refusing client sends.
+fn alert(plain: &[u8]) -> String {
+    let [level, what] = plain else {
+        return format!("of {} bytes", plain.len());
+    };
+    let name = match what {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        47 => "illegal_parameter",
+        51 => "decrypt_error",
+        80 => "internal_error",
+        _ => "another",
+    };
+    format!("{name} ({level}.{what})")
 }
 
 /// What a ClientHello carries that the attacks use.
