@@ -117,6 +117,11 @@ fn accept(
             Ok((stream, from)) => {
                 served += 1;
                 note(log, format!("connection from {from}"));
+                // Whether it inherits the listener's mode is the platform's choice.
+                if let Err(e) = stream.set_nonblocking(false) {
+                    note(log, format!("connection ended: {e}"));
+                    continue;
+                }
                 let mut conn = Conn {
                     stream,
                     deadline: Instant::now() + CONNECTION_LIMIT,
