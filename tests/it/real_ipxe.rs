@@ -613,33 +613,12 @@ fn boot_from_guestinfo(
     (text, run.status.success())
 }
 
-#[test]
-fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
-    let Some(real) = Real::find() else { return };
-    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
-        if !have(tool, arg) {
-            skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
-            return;
-        }
-    }
-    // Two trusted roots: an ECDSA P-384 CA shaped like Let's Encrypt's E-series, and an RSA
-    // one. A third, untrusted ECDSA CA; a leaf of the trusted CA for another address.
-    let tls = tempfile::tempdir().unwrap();
-    let dir = tls.path();
-    fs::create_dir(dir.join("www")).unwrap();
+/// The vmware-https ROMs for `nics`, built natively to trust two throwaway roots made in `dir`:
+/// an ECDSA P-384 CA shaped like Let's Encrypt's E-series (`ec-ca`) and an RSA one (`rsa-ca`,
+/// with a leaf `rsa` for 10.0.2.2); their directory and manifest.
+fn lab_https_roms(real: &Real, dir: &std::path::Path, nics: &str) -> (PathBuf, Manifest) {
     crate::support::pki::ecdsa_ca(dir, "ec");
-    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-leaf", "10.0.2.2");
-    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-elsewhere", "10.0.2.99");
-    crate::support::pki::ecdsa_ca(dir, "rogue");
-    crate::support::pki::ecdsa_leaf(dir, "rogue", "rogue-leaf", "10.0.2.2");
     crate::support::pki::lab_ca(dir, "rsa", "10.0.2.2");
-    let report_port = 18095;
-    fs::write(
-        dir.join("www/boot.ipxe"),
-        xtask::boot::qemu::boot_script(report_port),
-    )
-    .unwrap();
-
     let configs = real.project.path().join("configs");
     fs::copy(dir.join("ec-ca.pem"), configs.join("lab-ec-ca.pem")).unwrap();
     fs::copy(dir.join("rsa-ca.pem"), configs.join("lab-rsa-ca.pem")).unwrap();
@@ -650,7 +629,7 @@ fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
     )
     .unwrap();
     let out = real.out("https");
-    ok(&real.build_native(&["--nic", "all,vlance", "--profile", "vmware-https"], &out));
+    ok(&real.build_native(&["--nic", nics, "--profile", "vmware-https"], &out));
     let manifest = Manifest::load(&out.join("manifest.json")).unwrap();
     let inputs: Vec<&str> = manifest
         .profile
@@ -668,6 +647,33 @@ fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
         assert!(info.size <= 65_536, "{file} is {} bytes", info.size);
         eprintln!("{file}: {} bytes, headroom {}", info.size, info.headroom);
     }
+    (out, manifest)
+}
+
+#[test]
+fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
+    let Some(real) = Real::find() else { return };
+    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
+        if !have(tool, arg) {
+            skip(&format!("{tool} is missing; the HTTPS boot test needs it"));
+            return;
+        }
+    }
+    // Two trusted roots: an ECDSA P-384 CA shaped like Let's Encrypt's E-series, and an RSA
+    // one. A third, untrusted ECDSA CA; a leaf of the trusted CA for another address.
+    let tls = tempfile::tempdir().unwrap();
+    let dir = tls.path();
+    fs::create_dir(dir.join("www")).unwrap();
+    let (out, manifest) = lab_https_roms(&real, dir, "all,vlance");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-leaf", "10.0.2.2");
+    crate::support::pki::ecdsa_leaf(dir, "ec", "ec-elsewhere", "10.0.2.99");
+    crate::support::pki::ecdsa_ca(dir, "rogue");
+    crate::support::pki::ecdsa_leaf(dir, "rogue", "rogue-leaf", "10.0.2.2");
+    fs::write(
+        dir.join("www/boot.ipxe"),
+        xtask::boot::qemu::boot_script(HTTPS_REPORT_PORT),
+    )
+    .unwrap();
 
     // Every NIC's ROM, from guestinfo, boots from the ECDSA server and from the RSA one. Each
     // server sends its chain up to the root: the ROM holds only the roots' fingerprints.
@@ -776,6 +782,118 @@ fn the_https_profile_boots_from_ecdsa_and_rsa_servers_and_refuses_the_rest() {
         &vmx(&plain.join("15ad07b0.rom")),
         "HTTPS is cut from this ROM",
     );
+}
+
+/// iPXE's error when tls.c refuses a server Finished (EINVAL_FINISHED, "Invalid Server Finished
+/// record"): what upstream master (0ab2277c4) shows for both forgeries, its key schedule holding
+/// no secret bound to a validated server.
+const FINISHED_REFUSED: &str = "Invalid argument (https://ipxe.org/1c0de702)";
+
+/// Why a boot against a hostile TLS server was not a clean refusal: the ROM must not run the
+/// forged script or send the forger a request it can read, and must end by giving up (not by
+/// boot-test's time limit) with `FINISHED_REFUSED` on screen. An empty list is a refusal.
+fn refusal_problems(
+    passed: bool,
+    text: &str,
+    forger: &[String],
+    error: Option<&str>,
+) -> Vec<String> {
+    use xtask::boot::qemu::Ending;
+    let mut problems = Vec::new();
+    for event in forger {
+        if event.starts_with("decrypted request") || event.starts_with("served the script") {
+            problems.push(format!("the forger {event}"));
+        }
+    }
+    if passed {
+        problems.push("the ROM ran the forged script, which reported back".to_string());
+    } else if !text.contains(&format!(
+        "it never reported back ({})",
+        Ending::GaveUp.describe()
+    )) {
+        let ended = [Ending::TimedOut, Ending::PoweredOff]
+            .into_iter()
+            .find(|e| text.contains(&format!("({})", e.describe())));
+        problems.push(format!(
+            "the boot did not end by the ROM giving up: {}",
+            ended.map_or("see its output", |e| e.describe())
+        ));
+    }
+    match error {
+        Some(e) if e.ends_with(FINISHED_REFUSED) => {}
+        Some(e) => problems.push(format!("iPXE's last error is not {FINISHED_REFUSED}: {e}")),
+        None => problems.push("no iPXE error is on the screen".into()),
+    }
+    problems
+}
+
+/// A hostile server with no certificate, against every vSphere NIC's ROM from guestinfo:
+/// a ServerHello that echoes the ROM's session ID (its client random, as no session is cached)
+/// then a Finished from an all-zero master secret; and a ServerHello followed at once by a
+/// plaintext Finished. The ROM must refuse both (see `refusal_problems`). Every boot is run and
+/// judged before the test fails, naming each that was not refused, with what the forger saw.
+#[test]
+fn the_https_profile_refuses_a_forged_session_and_a_premature_finished() {
+    use crate::support::tls_forge::{Attack, Forger};
+    let Some(real) = Real::find() else { return };
+    for (tool, arg) in [("qemu-system-x86_64", "--version"), ("openssl", "version")] {
+        if !have(tool, arg) {
+            skip(&format!(
+                "{tool} is missing; the hostile TLS boot test needs it"
+            ));
+            return;
+        }
+    }
+    let tls = tempfile::tempdir().unwrap();
+    let (out, manifest) = lab_https_roms(&real, tls.path(), "all");
+    let script = xtask::boot::qemu::boot_script(HTTPS_REPORT_PORT).into_bytes();
+    let (mut summary, mut failures) = (Vec::new(), Vec::new());
+    for (file, info) in &manifest.roms {
+        for attack in [Attack::EchoSessionId, Attack::PrematureFinished] {
+            let forger = Forger::start(attack, script.clone());
+            let chain = format!("https://10.0.2.2:{}/boot.ipxe", forger.port);
+            let keep = real.out(&format!("forged-{attack:?}-{file}"));
+            let started = std::time::Instant::now();
+            let (text, passed) =
+                boot_from_guestinfo(&real, &info.nic, &out.join(file), &chain, &keep);
+            let took = started.elapsed().as_secs_f64();
+            let log = forger.log();
+            drop(forger);
+            let screen =
+                fs::read_to_string(keep.join("boot-0-guestinfo/screen.txt")).unwrap_or_default();
+            let error = xtask::boot::qemu::ipxe_error(&screen);
+            let problems = refusal_problems(passed, &text, &log, error.as_deref());
+            let verdict = if problems.is_empty() {
+                "refused"
+            } else {
+                "NOT REFUSED"
+            };
+            summary.push(format!(
+                "{} {attack:?}: {verdict} in {took:.1} s (boot-test and its calibration boot); \
+                 iPXE: {}; forger: {}",
+                info.nic,
+                error.as_deref().unwrap_or("-"),
+                log.join(" / ")
+            ));
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{} against {attack:?}: {}\nforger: {log:#?}\n{text}",
+                    info.nic,
+                    problems.join("; ")
+                ));
+            }
+        }
+    }
+    let summary = summary.join("\n");
+    eprintln!("{summary}");
+    assert!(
+        failures.is_empty(),
+        "{} of {} boots were not refused:\n{summary}\n\n{}",
+        failures.len(),
+        manifest.roms.len() * 2,
+        failures.join("\n\n")
+    );
+    ci_report(&format!("hostile TLS servers:\n{summary}\n"));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod pki;
 pub mod terraform;
+pub mod tls_forge;
 pub mod vcsim;
 
 use std::{
