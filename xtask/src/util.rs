@@ -40,10 +40,10 @@ impl Write for HashWriter<'_> {
     }
 }
 
-/// Reads a TOML file into `T`; errors name the file, line and column.
+/// Reads a TOML file into `T` (a regular file within [`crate::input::TOML`]); errors name the
+/// file, line and column.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::input::read_text(path, crate::input::TOML)?;
     parse_toml(&text).map_err(|e| anyhow::anyhow!("cannot read {}:{e}", path.display()))
 }
 

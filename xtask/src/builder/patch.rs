@@ -59,8 +59,8 @@ struct Hunk {
 /// Every file is checked before any is written, so a patch that fails changes nothing.
 pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
     let name = &spec.name;
-    let text = fs::read_to_string(&spec.path)
-        .with_context(|| format!("cannot read patch {}", spec.path.display()))?;
+    let text = crate::input::read_text(&spec.path, crate::input::PATCH)
+        .with_context(|| format!("cannot read patch {name}"))?;
     let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
     check_paths(&files).with_context(|| format!("patch {name} is refused"))?;
     let mut writes = Vec::new();
@@ -89,7 +89,7 @@ pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
 
 /// Whether the patch is already in the tree: its reverse applies exactly where the patch would.
 pub fn already_applied(spec: &PatchSpec, root: &Path) -> Result<bool> {
-    let text = fs::read_to_string(&spec.path)?;
+    let text = crate::input::read_text(&spec.path, crate::input::PATCH)?;
     let files = parse(&text)?;
     Ok(files.iter().all(|fp| {
         let reversed = FilePatch {

@@ -2,7 +2,10 @@
 //! pinned source. Upstream fixes are named by commit, URL and content digest and fetched into
 //! the cache; they are never copied into this repository. Our own patches are files beside it.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -54,7 +57,7 @@ impl Entry {
 /// The series, checked: each entry is upstream (commit, url, digest) or ours (file).
 pub fn load(project: &Project) -> Result<Vec<Entry>> {
     let path = project.patches().join(SERIES);
-    if !path.is_file() {
+    if fs::symlink_metadata(&path).is_err() {
         return Ok(Vec::new());
     }
     let file: SeriesFile = crate::util::read_toml(&path)?;
@@ -147,8 +150,7 @@ pub fn fetch(project: &Project, cache: &Cache) -> Result<Vec<(Entry, Got)>> {
 
 /// Imports a patch made elsewhere (`git format-patch -1 <id>`): it must be one the series names.
 pub fn import(project: &Project, cache: &Cache, file: &Path) -> Result<Entry> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read --patch {}", file.display()))?;
+    let text = crate::input::read_text(file, crate::input::PATCH).context("--patch")?;
     let digest = patch::digest(&text).with_context(|| format!("--patch {}", file.display()))?;
     let series = load(project)?;
     let Some(entry) = series
@@ -230,8 +232,7 @@ fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
     if !path.is_file() {
         bail!("it lists patch ipxe-patches/{file}, which does not exist");
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read ipxe-patches/{file}"))?;
+    let text = crate::input::read_text(&path, crate::input::PATCH)?;
     let digest = patch::digest(&text).with_context(|| format!("patch {file}"))?;
     Ok((
         PatchSpec {
