@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    io::{self, Read, Write},
+    io::{self, Write},
     path::Path,
 };
 
@@ -73,13 +73,6 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     }
     fs::write(path, content).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(true)
-}
-
-pub fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
-    let file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 /// Text from untrusted input (archive entry names, file names, values from files) as a
