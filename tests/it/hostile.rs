@@ -256,7 +256,7 @@ fn a_profile_value_cannot_become_preprocessor_lines() {
         ]);
         let err = fails_with(&out, "set: FAKE_ROM_BLOCKS = ");
         assert!(err.contains(want), "wanted '{want}':\n{err}");
-        assert!(err.contains("a value is C tokens on one line"), "{err}");
+        assert!(err.contains("a value is one C constant"), "{err}");
         assert_eq!(snapshot(&scene.watched()), before);
     }
 }

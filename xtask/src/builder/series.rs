@@ -80,12 +80,7 @@ pub fn load(project: &Project) -> Result<Vec<Entry>> {
                 }
             }
             (None, None, None, Some(f)) => {
-                if f.contains('/') || !project.patches().join(f).is_file() {
-                    bail!(
-                        "{}: patch {n}: ipxe-patches/{f} does not exist",
-                        path.display()
-                    );
-                }
+                own_path(project, f).with_context(|| format!("{}: patch {n}", path.display()))?;
             }
             _ => bail!(
                 "{}: patch {n} must be either upstream (commit, url, digest) or ours (file)",
@@ -227,11 +222,37 @@ pub fn resolve(
     Ok(out)
 }
 
-fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
-    let path = project.patches().join(file);
-    if !path.is_file() {
-        bail!("it lists patch ipxe-patches/{file}, which does not exist");
+/// Where one of our patches is: `name` is a file name in ipxe-patches/, with no path, and no
+/// link there leads out of the project.
+pub fn own_path(project: &Project, name: &str) -> Result<PathBuf> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+    if !plain {
+        bail!(
+            "'{}' is not a file name in ipxe-patches/; patches are files in ipxe-patches/, \
+             named without a path",
+            crate::util::shown(name)
+        );
     }
+    let path = project.patches().join(name);
+    let real = path.canonicalize().map_err(|_| {
+        anyhow::anyhow!(
+            "it lists patch ipxe-patches/{}, which does not exist",
+            crate::util::shown(name)
+        )
+    })?;
+    let root = project.root.canonicalize()?;
+    if !real.starts_with(&root) {
+        bail!(
+            "ipxe-patches/{} is a link that leads out of the project, to {}",
+            crate::util::shown(name),
+            crate::util::shown_path(&real)
+        );
+    }
+    Ok(path)
+}
+
+fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
+    let path = own_path(project, file)?;
     let text = crate::input::read_text(&path, crate::input::PATCH)?;
     let digest = patch::digest(&text).with_context(|| format!("patch {file}"))?;
     Ok((
