@@ -22,6 +22,9 @@ use xtask::{
     },
 };
 
+/// The second round: the files the tool takes and the directories it writes.
+mod files;
+
 /// Every file below `dirs` (links as their target text) with its sha256: equal before and
 /// after means nothing was written, removed or left behind.
 fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, String> {
