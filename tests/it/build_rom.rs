@@ -303,7 +303,7 @@ fn bad_input_is_named_and_writes_nothing() {
                 project.path("mine").to_str().unwrap(),
             ],
         ),
-        "holds files this tool did not write (notes.txt)",
+        "holds files this tool did not write: notes.txt (not a ROM this tool builds)",
     );
     assert!(!project.path("roms").exists(), "nothing was written");
 }

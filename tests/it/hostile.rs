@@ -22,6 +22,9 @@ use xtask::{
     },
 };
 
+/// The second round: the files the tool takes and the directories it writes.
+mod files;
+
 /// Every file below `dirs` (links as their target text) with its sha256: equal before and
 /// after means nothing was written, removed or left behind.
 fn snapshot(dirs: &[PathBuf]) -> BTreeMap<PathBuf, String> {
@@ -256,7 +259,7 @@ fn a_profile_value_cannot_become_preprocessor_lines() {
         ]);
         let err = fails_with(&out, "set: FAKE_ROM_BLOCKS = ");
         assert!(err.contains(want), "wanted '{want}':\n{err}");
-        assert!(err.contains("a value is C tokens on one line"), "{err}");
+        assert!(err.contains("a value is one C constant"), "{err}");
         assert_eq!(snapshot(&scene.watched()), before);
     }
 }

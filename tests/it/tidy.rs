@@ -56,7 +56,7 @@ fn every_profile_and_the_pin_load() {
     let names = profile::list(&repo().join("configs"));
     assert!(names.contains(&"vmware".to_string()));
     for name in names {
-        profile::Profile::load(&repo().join("configs"), &name).unwrap();
+        profile::Profile::load(&xtask::project::Project::locate(Some(&repo())), &name).unwrap();
     }
 }
 

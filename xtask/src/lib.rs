@@ -5,13 +5,15 @@
 //! (outputs, releases). Beside it: `vm` (the keys a VM needs, their formats, and the vSphere
 //! API) and `boot` (QEMU boots, with the VMware backdoor answered over QEMU's gdbstub). `ops`
 //! holds one operation per command, running the stages; `record` is the build record they all
-//! share. The commands that parse flags and call `ops` live in the binary's `cmd/`.
+//! share, and `input` the one way every file a user gives is read. The commands that parse
+//! flags and call `ops` live in the binary's `cmd/`.
 
 pub mod boot;
 pub mod builder;
 pub mod cache;
 pub mod check;
 pub mod http;
+pub mod input;
 pub mod nic;
 pub mod ops;
 pub mod output;

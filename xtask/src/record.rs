@@ -2,7 +2,7 @@
 //! patch records and the names of the files that carry them. Every stage imports it from here,
 //! downward; it imports no stage.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -101,8 +101,7 @@ impl Manifest {
     }
 
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = crate::input::read_text(path, crate::input::MANIFEST)?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a manifest this tool wrote", path.display()))
     }

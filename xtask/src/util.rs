@@ -2,7 +2,7 @@
 
 use std::{
     fs,
-    io::{self, Read, Write},
+    io::{self, Write},
     path::Path,
 };
 
@@ -40,10 +40,10 @@ impl Write for HashWriter<'_> {
     }
 }
 
-/// Reads a TOML file into `T`; errors name the file, line and column.
+/// Reads a TOML file into `T` (a regular file within [`crate::input::TOML`]); errors name the
+/// file, line and column.
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = crate::input::read_text(path, crate::input::TOML)?;
     parse_toml(&text).map_err(|e| anyhow::anyhow!("cannot read {}:{e}", path.display()))
 }
 
@@ -75,11 +75,65 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-pub fn read_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
-    let file = fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
-    Ok(buf)
+/// Text from untrusted input (archive entry names, file names, values from files) as a
+/// terminal shows it harmlessly: C0 and C1 controls, DEL, line and paragraph separators, bidi
+/// controls and invisible format characters become `\u{..}`; all else is as given. An OSC
+/// title, a screen clear or a right-to-left override is then shown, not obeyed.
+pub fn escape_for_terminal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if hidden_on_terminal(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Controls, and the format characters (Unicode's Cf, which terminals draw as nothing or obey,
+/// like U+202E) and separators (Zl, Zp), as of Unicode 15.
+fn hidden_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c as u32,
+            0xad | 0x600..=0x605
+                | 0x61c
+                | 0x6dd
+                | 0x70f
+                | 0x890..=0x891
+                | 0x8e2
+                | 0x180e
+                | 0x200b..=0x200f
+                | 0x2028..=0x202e
+                | 0x2060..=0x2064
+                | 0x2066..=0x206f
+                | 0xfeff
+                | 0xfff9..=0xfffb
+                | 0x110bd
+                | 0x110cd
+                | 0x13430..=0x1343f
+                | 0x1bca0..=0x1bca3
+                | 0x1d173..=0x1d17a
+                | 0xe0001
+                | 0xe0020..=0xe007f
+        )
+}
+
+/// What an error shows of a name from untrusted input: escaped, and cut to 160 characters (a
+/// tar name may be 4,096 bytes, and an error is read on one screen).
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 160;
+    if s.chars().count() <= MAX {
+        return escape_for_terminal(s);
+    }
+    let head: String = s.chars().take(MAX).collect();
+    format!("{}… ({} bytes in all)", escape_for_terminal(&head), s.len())
+}
+
+/// [`shown`] for a path.
+pub fn shown_path(p: &Path) -> String {
+    shown(&p.to_string_lossy())
 }
 
 /// `%2b` and the like decoded (URLs from apt and from GOVC_URL); a stray `%` stays.
@@ -123,6 +177,21 @@ mod tests {
         assert!(
             err.starts_with("1:9: unclosed array, expected `]`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn terminal_controls_and_invisible_characters_are_shown_escaped() {
+        let nasty = "a\u{1b}]0;t\u{7}\u{9b}\u{7f}\u{202e}\u{61c}\u{200b}\u{2060}\u{ad}\u{fff9}\u{e0041}\nz é😀";
+        assert_eq!(
+            escape_for_terminal(nasty),
+            "a\\u{1b}]0;t\\u{7}\\u{9b}\\u{7f}\\u{202e}\\u{61c}\\u{200b}\\u{2060}\\u{ad}\\u{fff9}\\u{e0041}\\u{a}z é😀"
+        );
+        let long = "x".repeat(4000);
+        let cut = shown(&long);
+        assert!(
+            cut.len() < 200 && cut.ends_with("… (4000 bytes in all)"),
+            "{cut}"
         );
     }
 

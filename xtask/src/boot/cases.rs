@@ -492,8 +492,7 @@ pub fn keep(dir: &Path, case: &Case, outcome: &Outcome) -> Result<()> {
 
 /// Reads keys as `vmx --format json` prints them.
 pub fn load_keys(path: &Path) -> Result<BTreeMap<String, String>> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read --keys {}", path.display()))?;
+    let text = crate::input::read_text(path, crate::input::KEYS).context("--keys")?;
     serde_json::from_str(&text).with_context(|| {
         format!(
             "--keys {} is not a JSON object of strings, as `cargo xtask vmx --format json` prints",
@@ -523,7 +522,7 @@ pub fn device_for(rom: &Path, device: Option<&str>) -> Result<String> {
 }
 
 fn pci_id(rom: &Path) -> Result<(u16, u16)> {
-    let bytes = fs::read(rom).with_context(|| format!("cannot read {}", rom.display()))?;
+    let bytes = romcheck::read(rom)?;
     let first = romcheck::parse(&bytes)
         .with_context(|| format!("{} is not an option ROM", rom.display()))?;
     Ok((first[0].vendor, first[0].device))
@@ -533,8 +532,7 @@ fn pci_id(rom: &Path) -> Result<(u16, u16)> {
 /// path in the cache so that its build is cached between runs.
 pub fn static_profile(cache: &Cache, configs: &Path, port: u16) -> Result<PathBuf> {
     let dir = cache.area("boot-test")?;
-    let base = fs::read_to_string(configs.join("vmware.toml"))
-        .context("cannot read configs/vmware.toml")?;
+    let base = crate::input::read_text(&configs.join("vmware.toml"), crate::input::TOML)?;
     fs::write(dir.join("boot-static.ipxe"), qemu::static_script(port))?;
     let path = dir.join("vmware-boottest.toml");
     let text = format!("# written by cargo xtask boot-test\nembed = \"boot-static.ipxe\"\n{base}");

@@ -140,7 +140,7 @@ fn stage_inputs(src: &Path, inputs: &Inputs) -> Result<Vec<String>> {
     fs::create_dir_all(&dir)?;
     let mut vars = Vec::new();
     let put = |file: &Path, name: &str| -> Result<String> {
-        let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes = crate::input::read(file, crate::input::EMBED)?;
         util::write_if_changed(&dir.join(name), &bytes)?;
         Ok(format!("{INPUT_DIR}/{name}"))
     };

@@ -43,6 +43,7 @@ struct FilePatch {
 
 #[derive(Debug, PartialEq, Eq)]
 struct Hunk {
+    /// The `@@` line, escaped for the terminal: errors show it.
     header: String,
     old_start: usize,
     new_start: usize,
@@ -59,8 +60,8 @@ struct Hunk {
 /// Every file is checked before any is written, so a patch that fails changes nothing.
 pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
     let name = &spec.name;
-    let text = fs::read_to_string(&spec.path)
-        .with_context(|| format!("cannot read patch {}", spec.path.display()))?;
+    let text = crate::input::read_text(&spec.path, crate::input::PATCH)
+        .with_context(|| format!("cannot read patch {name}"))?;
     let files = parse(&text).with_context(|| format!("patch {name} is not a unified diff"))?;
     check_paths(&files).with_context(|| format!("patch {name} is refused"))?;
     let mut writes = Vec::new();
@@ -89,7 +90,7 @@ pub fn apply(spec: &PatchSpec, root: &Path) -> Result<Vec<Offset>> {
 
 /// Whether the patch is already in the tree: its reverse applies exactly where the patch would.
 pub fn already_applied(spec: &PatchSpec, root: &Path) -> Result<bool> {
-    let text = fs::read_to_string(&spec.path)?;
+    let text = crate::input::read_text(&spec.path, crate::input::PATCH)?;
     let files = parse(&text)?;
     Ok(files.iter().all(|fp| {
         let reversed = FilePatch {
@@ -299,6 +300,10 @@ impl Hunk {
     }
 }
 
+/// The most lines a hunk may name or span: far past any source file, and far from the sums of
+/// line numbers overflowing.
+const MAX_LINES: usize = 10_000_000;
+
 /// `@@ -A,B +C,D @@` to ((A, B), (C, D)); a missing count is 1.
 fn ranges(header: &str) -> Result<((usize, usize), (usize, usize))> {
     let ranges = header
@@ -309,15 +314,24 @@ fn ranges(header: &str) -> Result<((usize, usize), (usize, usize))> {
     let (old_r, new_r) = ranges.split_once(" +").context("no '+C,D' range")?;
     let count = |r: &str| -> Result<(usize, usize)> {
         let (s, n) = r.split_once(',').unwrap_or((r, "1"));
-        Ok((s.parse()?, n.parse()?))
+        let (s, n): (usize, usize) = (s.parse()?, n.parse()?);
+        if s > MAX_LINES {
+            bail!("it names line {s}; no file has that many lines (at most {MAX_LINES} here)");
+        }
+        if n > MAX_LINES {
+            bail!("it spans {n} lines; no file has that many (at most {MAX_LINES} here)");
+        }
+        Ok((s, n))
     };
     Ok((count(old_r)?, count(new_r)?))
 }
 
 fn parse_hunk(lines: &[&str]) -> Result<(Hunk, usize)> {
-    let header = lines[0].trim_end().to_string();
+    let raw = lines[0].trim_end();
+    // Shown in errors only: escaped once here.
+    let header = crate::util::shown(raw);
     let ((old_start, old_len), (new_start, new_len)) =
-        ranges(&header).with_context(|| format!("bad hunk header '{header}'"))?;
+        ranges(raw).with_context(|| format!("bad hunk header '{header}'"))?;
     let mut hunk = Hunk {
         header,
         old_start,
@@ -618,6 +632,38 @@ mod tests {
         let dir = tree("a\nb");
         let patch = "--- a/src/f.c\n+++ b/src/f.c\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+c\n\\ No newline at end of file\n";
         assert_eq!(run(dir.path(), patch).unwrap(), "a\nc");
+    }
+
+    /// Line numbers no file has are refused at the header: `-18446744073709551615,2` once
+    /// overflowed an add while the hunk was placed.
+    #[test]
+    fn line_numbers_past_any_file_are_refused() {
+        let dir = tree(FILE);
+        for (header, want) in [
+            (
+                "@@ -18446744073709551615,2 +1,2 @@",
+                "names line 18446744073709551615",
+            ),
+            (
+                "@@ -1,2 +18446744073709551615,2 @@",
+                "names line 18446744073709551615",
+            ),
+            (
+                "@@ -1,18446744073709551615 +1,2 @@",
+                "spans 18446744073709551615 lines",
+            ),
+            ("@@ -99999999999999999999,2 +1,2 @@", "bad hunk header"),
+        ] {
+            let patch = format!("--- a/src/f.c\n+++ b/src/f.c\n{header}\n-one\n-two\n+1\n+2\n");
+            for fit in [Fit::Exact, Fit::WholeHunkOffset] {
+                let err = format!(
+                    "{:#}",
+                    apply(&spec(dir.path(), &patch, fit), dir.path()).unwrap_err()
+                );
+                assert!(err.contains(want), "{header}: {err}");
+            }
+            assert!(digest(&patch).is_err());
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::{check::audit::Promise, nic, util};
+use crate::{builder::series, check::audit::Promise, input, nic, project::Project, util};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,66 +126,43 @@ impl Profile {
     }
 
     /// `name` is a profile name in `configs/`, or a path to a `.toml` file.
-    pub fn load(configs: &Path, name: &str) -> Result<Profile> {
+    pub fn load(project: &Project, name: &str) -> Result<Profile> {
+        let configs = project.configs();
         let path = if name.ends_with(".toml") || name.contains('/') {
             PathBuf::from(name)
         } else {
             configs.join(format!("{name}.toml"))
         };
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let stem = profile_name(name);
         if stem == "ipxe" {
             bail!("configs/ipxe.toml is the source pin, not a profile: pass --profile vmware or another profile");
         }
-        if !path.is_file() {
+        if fs::symlink_metadata(&path).is_err() {
             bail!(
-                "no profile '{name}': {} does not exist (profiles: {})",
-                path.display(),
-                list(configs).join(", ")
+                "no profile '{}': {} does not exist (profiles: {})",
+                util::shown(name),
+                util::shown_path(&path),
+                list(&configs).join(", ")
             );
         }
-        let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let file: ProfileFile = util::read_toml(&path)?;
+        let text = input::read_text(&path, input::TOML)?;
+        let file: ProfileFile = util::parse_toml(&text)
+            .map_err(|e| anyhow::anyhow!("cannot read {}:{e}", path.display()))?;
         let profile = Profile {
             name: stem,
-            sha256: util::sha256_hex(&text),
+            sha256: util::sha256_hex(text.as_bytes()),
             path,
             file,
         };
         profile
-            .validate()
+            .validate(project)
             .with_context(|| format!("invalid profile {}", profile.path.display()))?;
         Ok(profile)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, project: &Project) -> Result<()> {
         for (header, edits) in &self.file.headers {
-            let mut seen = BTreeMap::new();
-            let all = edits
-                .undef
-                .iter()
-                .map(|n| (n, "undef"))
-                .chain(edits.define.iter().map(|n| (n, "define")))
-                .chain(edits.set.keys().map(|n| (n, "set")));
-            for (name, list) in all {
-                if !is_identifier(name) {
-                    bail!("[headers.{header}] {list}: '{name}' is not a C macro name");
-                }
-                if let Some(other) = seen.insert(name.clone(), list) {
-                    bail!("[headers.{header}] names {name} in both {other} and {list}; keep one");
-                }
-            }
-            for (name, value) in &edits.set {
-                check_c_value(value).map_err(|why| {
-                    anyhow::anyhow!(
-                        "[headers.{header}] set: {name} = {value:?}: {why}; a value is C tokens \
-                         on one line: numbers, names, \"strings\", operators and parentheses"
-                    )
-                })?;
-            }
+            check_edits(header, edits)?;
         }
         for (nic_name, limit) in &self.file.limits {
             let nic = nic::Nic::by_name(nic_name).context("in [limits]")?;
@@ -196,10 +173,45 @@ impl Profile {
                 );
             }
         }
-        for file in self.files_to_embed() {
-            if !file.is_file() {
-                bail!("{} does not exist", file.display());
-            }
+        for patch in &self.file.patches {
+            series::own_path(project, patch).context("patches")?;
+        }
+        self.check_files(project)
+    }
+
+    /// Every file the profile compiles in is named relative to the profile, lies inside the
+    /// project (a profile outside it: inside its own directory) through any link, and is a
+    /// regular file within [`input::EMBED`].
+    fn check_files(&self, project: &Project) -> Result<()> {
+        let cannot = |p: &Path| format!("cannot resolve {}", util::shown_path(p));
+        let root = project
+            .root
+            .canonicalize()
+            .with_context(|| cannot(&project.root))?;
+        let dir = self
+            .dir()
+            .canonicalize()
+            .with_context(|| cannot(self.dir()))?;
+        let root = if dir.starts_with(&root) {
+            root
+        } else {
+            dir.clone()
+        };
+        let f = &self.file;
+        let named = f.embed.iter().map(|p| ("embed", p));
+        let named = named
+            .chain(f.trust.iter().map(|p| ("trust", p)))
+            .chain(f.certs.iter().map(|p| ("certs", p)));
+        for (field, rel) in named {
+            let real = within(&root, &dir, rel).map_err(|why| {
+                anyhow::anyhow!(
+                    "{field}: '{}' {why}; a profile's files are relative to its directory and \
+                     stay inside the project ({})",
+                    util::shown_path(rel),
+                    util::shown_path(&root)
+                )
+            })?;
+            input::open(&real, input::EMBED).context(field)?;
         }
         Ok(())
     }
@@ -337,42 +349,166 @@ pub fn list(configs: &Path) -> Vec<String> {
     names
 }
 
-/// Whether `value` can stand after `#define NAME ` and stay one definition: C tokens only, so
-/// no `#`, no backslash outside a string (a trailing one would swallow the next line), no
-/// comment, no character a compiler takes as a line end (gcc ends a line at a lone CR).
-fn check_c_value(value: &str) -> Result<(), String> {
-    let chars: Vec<char> = value.chars().collect();
-    if chars.iter().all(|c| *c == ' ' || *c == '\t') {
-        return Err("it is empty".into());
+/// The profile a `--profile` names: the name itself, or the file stem of a path (a `.toml`
+/// file, or a name with a `/`), as [`Profile::load`] takes it.
+pub fn profile_name(arg: &str) -> String {
+    if !(arg.ends_with(".toml") || arg.contains('/')) {
+        return arg.to_string();
     }
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let pos = i + 1;
-        let at = |what: &str| format!("{what} at character {pos}");
-        match c {
-            ' ' | '\t' => i += 1,
-            'a'..='z' | 'A'..='Z' | '_' | '0'..='9' | '.' => {
-                while i < chars.len()
-                    && (chars[i].is_ascii_alphanumeric() || "_.".contains(chars[i]))
-                {
-                    i += 1;
-                }
-            }
-            '"' | '\'' => i = after_literal(&chars, i)?,
-            '/' if matches!(chars.get(i + 1), Some('/' | '*')) => return Err(at("a comment")),
-            '(' | ')' | '[' | ']' | '{' | '}' | ',' | '+' | '-' | '*' | '/' | '%' | '<' | '>'
-            | '=' | '!' | '~' | '&' | '|' | '^' | '?' | ':' | ';' => i += 1,
-            '#' => return Err(at("'#'")),
-            '\\' => return Err(at("a backslash")),
-            c => return Err(at(&format!("the character U+{:04X}", c as u32))),
+    Path::new(arg)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// One header's edits: macro names, each in one list, and `set` values that are constants.
+fn check_edits(header: &str, edits: &HeaderEdits) -> Result<()> {
+    let mut seen = BTreeMap::new();
+    let all = edits
+        .undef
+        .iter()
+        .map(|n| (n, "undef"))
+        .chain(edits.define.iter().map(|n| (n, "define")))
+        .chain(edits.set.keys().map(|n| (n, "set")));
+    for (name, list) in all {
+        if !is_identifier(name) {
+            bail!(
+                "[headers.{header}] {list}: '{}' is not a C macro name",
+                util::shown(name)
+            );
         }
+        if let Some(other) = seen.insert(name.clone(), list) {
+            bail!("[headers.{header}] names {name} in both {other} and {list}; keep one");
+        }
+    }
+    for (name, value) in &edits.set {
+        check_c_value(value).map_err(|why| {
+            anyhow::anyhow!(
+                "[headers.{header}] set: {name} = '{}': {why}; {SET_RULE}",
+                util::shown(value)
+            )
+        })?;
     }
     Ok(())
 }
 
-/// Where the string or character literal that opens at `start` ends: only printable ASCII and
-/// simple escapes inside, and a closing quote.
+/// What a `set` value may be, as errors say it (docs/profiles.md has the grammar).
+const SET_RULE: &str = "a value is one C constant: an integer (40, -1, 0x1f, 4096UL), a \
+    string of printable ASCII (\"vSphere iPXE\", with the escapes \\\\ \\\" \\' \\n \\t \\r \\0 \
+    only) or a macro name in capitals (TLS_VERSION_TLS_1_2)";
+
+/// Where `rel`, named by a profile in `dir`, really is, if that is inside `root` (both
+/// canonical); else why not.
+fn within(root: &Path, dir: &Path, rel: &Path) -> Result<PathBuf, String> {
+    if rel.is_absolute() {
+        return Err("is an absolute path".into());
+    }
+    let mut lexical = dir.to_path_buf();
+    for part in rel.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                lexical.pop();
+            }
+            std::path::Component::Normal(p) => lexical.push(p),
+            _ => {}
+        }
+    }
+    if !lexical.starts_with(root) {
+        return Err("leads outside the project".into());
+    }
+    let real = dir
+        .join(rel)
+        .canonicalize()
+        .map_err(|_| "does not exist".to_string())?;
+    if !real.starts_with(root) {
+        return Err(format!(
+            "leads outside the project through a link, to {}",
+            util::shown_path(&real)
+        ));
+    }
+    Ok(real)
+}
+
+/// Whether `value` is one C constant of a kind a config header takes, so that `#define NAME
+/// value` stays one definition of a constant, with nothing for the compiler to run or read: an
+/// integer literal (decimal, octal or hex, an optional `-`, a `U`/`L`/`LL` suffix), a string
+/// literal of printable ASCII with simple escapes, or a macro name in capitals. Spaces around
+/// it are allowed. The error gives the first character out of place and its position.
+fn check_c_value(value: &str) -> Result<(), String> {
+    let chars: Vec<char> = value.chars().collect();
+    let blank = |c: &char| *c == ' ' || *c == '\t';
+    let start = chars.iter().position(|c| !blank(c)).ok_or("it is empty")?;
+    let word = |from: usize| {
+        let len = chars[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == '_')
+            .count();
+        chars[from..from + len].iter().collect::<String>()
+    };
+    let end = match chars[start] {
+        '"' => after_literal(&chars, start)?,
+        '-' | '0'..='9' => {
+            let sign = usize::from(chars[start] == '-');
+            let token = word(start + sign);
+            if !is_integer(&token) {
+                let sign = if sign == 1 { "-" } else { "" };
+                return Err(format!("'{sign}{token}' is not an integer"));
+            }
+            start + sign + token.chars().count()
+        }
+        c if c.is_ascii_alphabetic() || c == '_' => {
+            let name = word(start);
+            if !is_macro_name(&name) {
+                return Err(format!("'{name}' is not a macro name in capitals"));
+            }
+            start + name.chars().count()
+        }
+        _ => return Err(out_of_place(&chars, start)),
+    };
+    match (end..chars.len()).find(|&i| !blank(&chars[i])) {
+        Some(i) => Err(out_of_place(&chars, i)),
+        None => Ok(()),
+    }
+}
+
+/// `40`, `0x1f`, `017`, `4096UL`: one C integer literal, no sign.
+fn is_integer(token: &str) -> bool {
+    let lower = token.to_ascii_lowercase();
+    let digits = lower.trim_end_matches(['u', 'l']);
+    let suffix = &lower[digits.len()..];
+    let suffix_ok = matches!(suffix, "" | "u" | "l" | "ul" | "lu" | "ll" | "ull" | "llu");
+    let body_ok = if let Some(hex) = digits.strip_prefix("0x") {
+        !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    } else if let Some(oct) = digits.strip_prefix('0') {
+        oct.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    } else {
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    suffix_ok && body_ok
+}
+
+/// `TLS_VERSION_TLS_1_2`: capitals, digits and `_`, starting with a capital. Names starting
+/// with `_` are the compiler's (`__FILE__`, `__TIME__`), and lowercase ones are C's (`sizeof`).
+fn is_macro_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The character at `i`, said so that a reader sees what it is.
+fn out_of_place(chars: &[char], i: usize) -> String {
+    let pos = i + 1;
+    match chars[i] {
+        '\\' => format!("a backslash at character {pos}"),
+        c if (' '..='~').contains(&c) => format!("'{c}' at character {pos}"),
+        c => format!("the character U+{:04X} at character {pos}", c as u32),
+    }
+}
+
+/// Where the string literal that opens at `start` ends: only printable ASCII and simple escapes
+/// inside, and a closing quote.
 fn after_literal(chars: &[char], start: usize) -> Result<usize, String> {
     let quote = chars[start];
     let mut i = start + 1;
@@ -416,9 +552,16 @@ mod tests {
 
     fn write_profile(text: &str) -> (tempfile::TempDir, Result<Profile>) {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("p.toml"), text).unwrap();
-        let res = Profile::load(dir.path(), "p");
+        fs::create_dir(dir.path().join("configs")).unwrap();
+        fs::write(dir.path().join("configs/p.toml"), text).unwrap();
+        let res = Profile::load(&project(dir.path()), "p");
         (dir, res)
+    }
+
+    fn project(root: &Path) -> Project {
+        Project {
+            root: root.to_path_buf(),
+        }
     }
 
     #[test]
@@ -471,7 +614,11 @@ set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
         let (_d, p) = write_profile("description = \"x\"\n[limits]\nvmxnet4 = 1\n");
         assert!(format!("{:#}", p.unwrap_err()).contains("unknown NIC 'vmxnet4'"));
         let (_d, p) = write_profile("description = \"x\"\nembed = \"missing.ipxe\"\n");
-        assert!(format!("{:#}", p.unwrap_err()).contains("missing.ipxe does not exist"));
+        let err = format!("{:#}", p.unwrap_err());
+        assert!(
+            err.contains("embed: 'missing.ipxe' does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -529,34 +676,107 @@ set = { TLS_VERSION_MIN = "TLS_VERSION_TLS_1_2" }
     }
 
     #[test]
-    fn set_values_are_c_tokens_only() {
+    fn set_values_are_one_c_constant() {
         for good in [
             "TLS_VERSION_TLS_1_2",
             "40",
+            " 40\t",
             "0x1f",
-            "\"vSphere iPXE\"",
-            "( 1 << 3 ) | 2",
-            "\"a\\\"b\"",
+            "0X1F",
+            "017",
+            "0",
+            "4096UL",
+            "1ull",
             "-1",
+            "\"vSphere iPXE\"",
+            "\"a\\\"b\\n\"",
+            "\"\"",
         ] {
             check_c_value(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
         for (bad, want) in [
-            ("1\r#include \"/etc/hostname\"", "U+000D at character 2"),
+            (
+                "1\r#include \"/etc/hostname\"",
+                "the character U+000D at character 2",
+            ),
             ("1\r#define DOWNLOAD_PROTO_HTTPS", "U+000D"),
             ("1 \\", "a backslash at character 3"),
             ("# x", "'#' at character 1"),
-            ("1 /* x */", "a comment"),
-            ("1 // x", "a comment"),
+            ("1 /* x */", "'/' at character 3"),
+            ("( 1 << 3 ) | 2", "'(' at character 1"),
+            (
+                "({ __asm__ (\".incbin \\\"/etc/hostname\\\"\"); 20; })",
+                "'(' at character 1",
+            ),
+            ("20 + 1", "'+' at character 4"),
+            ("\"a\" \"b\"", "'\"' at character 5"),
+            ("__FILE__", "'__FILE__' is not a macro name in capitals"),
+            ("sizeof(int)", "'sizeof' is not a macro name in capitals"),
+            ("Tls", "'Tls' is not a macro name in capitals"),
+            ("0x", "'0x' is not an integer"),
+            ("08", "'08' is not an integer"),
+            ("1e3", "'1e3' is not an integer"),
+            ("1.5", "'.' at character 2"),
+            ("-", "'-' is not an integer"),
+            ("1uu", "'1uu' is not an integer"),
+            ("'a'", "''' at character 1"),
             ("\"open", "is not closed"),
             ("\"a\\\r\"", "a backslash that starts no simple escape"),
             ("\"\u{85}\"", "U+0085 in a string"),
+            ("\"\u{202e}\"", "U+202E in a string"),
             ("  ", "it is empty"),
             ("1\n2", "U+000A"),
         ] {
             let err = check_c_value(bad).unwrap_err();
             assert!(err.contains(want), "{bad:?}: wanted '{want}', got '{err}'");
         }
+    }
+
+    /// A profile's files stay inside the project, through any link; a profile outside the
+    /// project keeps to its own directory.
+    #[test]
+    fn files_are_named_inside_the_project() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("v"), "secret").unwrap();
+        for d in ["configs", "scripts", "ipxe-patches"] {
+            fs::create_dir(root.path().join(d)).unwrap();
+        }
+        fs::write(root.path().join("scripts/boot.ipxe"), "#!ipxe\n").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("configs/out")).unwrap();
+        let v = outside.path().join("v").display().to_string();
+        let load = |top: &str| {
+            let text = format!("{top}\ndescription = \"x\"\n");
+            fs::write(root.path().join("configs/p.toml"), text).unwrap();
+            Profile::load(&project(root.path()), "p").map_err(|e| format!("{e:#}"))
+        };
+        load("embed = \"../scripts/boot.ipxe\"").unwrap();
+        for (top, want) in [
+            (format!("embed = {v:?}"), "embed: '/"),
+            (
+                "trust = [\"../../../../../../../../x\"]".into(),
+                "leads outside the project;",
+            ),
+            (
+                "certs = [\"out/v\"]".into(),
+                "leads outside the project through a link, to /",
+            ),
+            (
+                "patches = [\"../x.patch\"]".into(),
+                "is not a file name in ipxe-patches/",
+            ),
+            (
+                "patches = [\"gone.patch\"]".into(),
+                "it lists patch ipxe-patches/gone.patch, which does not exist",
+            ),
+        ] {
+            let err = load(&top).unwrap_err();
+            assert!(err.contains(want), "{top}: wanted '{want}', got '{err}'");
+        }
+        // Outside the project, a profile's own directory is the limit.
+        let p = outside.path().join("p.toml");
+        fs::write(&p, "embed = \"v\"\ndescription = \"x\"\n").unwrap();
+        Profile::load(&project(root.path()), p.to_str().unwrap()).unwrap();
     }
 
     #[test]

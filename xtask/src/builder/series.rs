@@ -2,7 +2,10 @@
 //! pinned source. Upstream fixes are named by commit, URL and content digest and fetched into
 //! the cache; they are never copied into this repository. Our own patches are files beside it.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -54,7 +57,7 @@ impl Entry {
 /// The series, checked: each entry is upstream (commit, url, digest) or ours (file).
 pub fn load(project: &Project) -> Result<Vec<Entry>> {
     let path = project.patches().join(SERIES);
-    if !path.is_file() {
+    if fs::symlink_metadata(&path).is_err() {
         return Ok(Vec::new());
     }
     let file: SeriesFile = crate::util::read_toml(&path)?;
@@ -77,12 +80,7 @@ pub fn load(project: &Project) -> Result<Vec<Entry>> {
                 }
             }
             (None, None, None, Some(f)) => {
-                if f.contains('/') || !project.patches().join(f).is_file() {
-                    bail!(
-                        "{}: patch {n}: ipxe-patches/{f} does not exist",
-                        path.display()
-                    );
-                }
+                own_path(project, f).with_context(|| format!("{}: patch {n}", path.display()))?;
             }
             _ => bail!(
                 "{}: patch {n} must be either upstream (commit, url, digest) or ours (file)",
@@ -147,8 +145,7 @@ pub fn fetch(project: &Project, cache: &Cache) -> Result<Vec<(Entry, Got)>> {
 
 /// Imports a patch made elsewhere (`git format-patch -1 <id>`): it must be one the series names.
 pub fn import(project: &Project, cache: &Cache, file: &Path) -> Result<Entry> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read --patch {}", file.display()))?;
+    let text = crate::input::read_text(file, crate::input::PATCH).context("--patch")?;
     let digest = patch::digest(&text).with_context(|| format!("--patch {}", file.display()))?;
     let series = load(project)?;
     let Some(entry) = series
@@ -225,13 +222,38 @@ pub fn resolve(
     Ok(out)
 }
 
-fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
-    let path = project.patches().join(file);
-    if !path.is_file() {
-        bail!("it lists patch ipxe-patches/{file}, which does not exist");
+/// Where one of our patches is: `name` is a file name in ipxe-patches/, with no path, and no
+/// link there leads out of the project.
+pub fn own_path(project: &Project, name: &str) -> Result<PathBuf> {
+    let plain = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+    if !plain {
+        bail!(
+            "'{}' is not a file name in ipxe-patches/; patches are files in ipxe-patches/, \
+             named without a path",
+            crate::util::shown(name)
+        );
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read ipxe-patches/{file}"))?;
+    let path = project.patches().join(name);
+    let real = path.canonicalize().map_err(|_| {
+        anyhow::anyhow!(
+            "it lists patch ipxe-patches/{}, which does not exist",
+            crate::util::shown(name)
+        )
+    })?;
+    let root = project.root.canonicalize()?;
+    if !real.starts_with(&root) {
+        bail!(
+            "ipxe-patches/{} is a link that leads out of the project, to {}",
+            crate::util::shown(name),
+            crate::util::shown_path(&real)
+        );
+    }
+    Ok(path)
+}
+
+fn own(project: &Project, file: &str) -> Result<(PatchSpec, PatchRecord)> {
+    let path = own_path(project, file)?;
+    let text = crate::input::read_text(&path, crate::input::PATCH)?;
     let digest = patch::digest(&text).with_context(|| format!("patch {file}"))?;
     Ok((
         PatchSpec {

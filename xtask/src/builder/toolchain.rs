@@ -212,7 +212,7 @@ pub fn import(lock: &Lock, cache: &Cache, dir: &Path) -> Result<Vec<String>> {
                 path.display()
             );
         }
-        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = crate::input::read(&path, crate::input::DEB)?;
         let sha = util::sha256_hex(&bytes);
         if let Some(p) = by_hash.get(sha.as_str()) {
             cache.put(AREA, &format!("{sha}.deb"), &bytes)?;

@@ -4,9 +4,9 @@
 //! offset of its "PCIR" data structure, which gives vendor, device, image length in 512-byte
 //! units, code type and a last-image flag. Images follow each other until that flag is set.
 
-use std::{fs, io::Read, path::Path};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::nic::Nic;
@@ -88,40 +88,10 @@ impl EfiHeader {
     }
 }
 
-/// The largest file read as a ROM: a PCI expansion ROM BAR maps at most 16 MiB.
-pub const MAX_ROM_FILE: u64 = 16 << 20;
-
-/// Reads a ROM file: a regular file of at most [`MAX_ROM_FILE`] bytes, so that a FIFO does
-/// not block and /dev/zero does not fill memory.
+/// Reads a ROM file: a regular file of at most [`crate::input::ROM`]'s 16 MiB, so that a FIFO
+/// does not block and /dev/zero does not fill memory.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    let check = |meta: fs::Metadata| -> Result<u64> {
-        if !meta.is_file() {
-            bail!(
-                "{} is not a regular file (a directory, device or pipe); give a ROM file",
-                path.display()
-            );
-        }
-        if meta.len() > MAX_ROM_FILE {
-            bail!(
-                "{} is {} bytes; an option ROM is at most {} MiB, the most a PCI expansion ROM \
-                 BAR maps",
-                path.display(),
-                meta.len(),
-                MAX_ROM_FILE >> 20
-            );
-        }
-        Ok(meta.len())
-    };
-    let cannot = || format!("cannot read {}", path.display());
-    // Asked before opening too: opening a FIFO for reading blocks until someone writes to it.
-    check(fs::metadata(path).with_context(cannot)?)?;
-    let file = fs::File::open(path).with_context(cannot)?;
-    let len = check(file.metadata()?)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(MAX_ROM_FILE)
-        .read_to_end(&mut bytes)
-        .with_context(cannot)?;
-    Ok(bytes)
+    crate::input::read(path, crate::input::ROM)
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {

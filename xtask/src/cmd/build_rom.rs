@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use xshell::Shell;
-use xtask::{ops::build, output::emit, record::SUMS};
+use xtask::{builder::profile::profile_name, ops::build, output::emit, record::SUMS};
 
 use crate::{cmd::BuildArgs, Ctx};
 
@@ -23,10 +23,12 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
     let sh = Shell::new()?;
-    let outcome = build::build(&sh, &args.build.request(ctx)?)?;
     let out = args
         .out
-        .unwrap_or_else(|| ctx.project.roms(&outcome.manifest.profile.name));
+        .unwrap_or_else(|| ctx.project.roms(&profile_name(&args.build.profile)));
+    // Before the build: a refused --out leaves the cache as it was too.
+    emit::check_out(&out)?;
+    let outcome = build::build(&sh, &args.build.request(ctx)?)?;
     let mut files = outcome.files();
     let mut manifest = outcome.manifest.clone();
     let carried = emit::carry_over(&out, &mut files, &mut manifest, args.record)?;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use xtask::{
     check::romcheck::{self, CodeType, Image},
     nic::Nic,
+    util::escape_for_terminal,
 };
 
 #[derive(clap::Args)]
@@ -49,7 +50,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut entries = Vec::new();
     for path in &args.roms {
         let bytes = romcheck::read(path)?;
-        entries.push(inspect(path.display().to_string(), &bytes));
+        entries.push(inspect(path.to_string_lossy().into_owned(), &bytes));
     }
     let text = if args.json {
         serde_json::to_string_pretty(&entries)? + "\n"
@@ -61,10 +62,10 @@ pub fn run(args: Args) -> Result<()> {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
         _ => {}
     }
-    let failed: Vec<&str> = entries
+    let failed: Vec<String> = entries
         .iter()
         .filter(|e| !e.problems.is_empty())
-        .map(|e| e.file.as_str())
+        .map(|e| escape_for_terminal(&e.file))
         .collect();
     if !failed.is_empty() {
         bail!(
@@ -134,7 +135,9 @@ fn table(entries: &[Entry]) -> String {
             ),
             _ => "not a vSphere NIC's PCI id, no size limit".to_string(),
         };
-        let _ = writeln!(out, "{}: {} bytes, {limit}: {verdict}", e.file, e.size);
+        // A file name can hold anything, an escape sequence too: shown, not obeyed.
+        let file = escape_for_terminal(&e.file);
+        let _ = writeln!(out, "{file}: {} bytes, {limit}: {verdict}", e.size);
         for (i, img) in e.images.iter().enumerate() {
             let image = &img.image;
             let code = match (image.code_type, &image.efi) {

@@ -50,7 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
 
 /// The `ARG BASE=` default of the Dockerfile.
 fn dockerfile_base(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)?;
+    let text = xtask::input::read_text(path, xtask::input::DOCKERFILE)?;
     text.lines()
         .find_map(|l| l.strip_prefix("ARG BASE="))
         .map(str::to_string)

@@ -114,7 +114,7 @@ pub fn bench(project: &Project, cache: &Cache, args: &BenchOptions) -> Result<()
         project,
         cache,
         pin: Pin::load(&project.pin_file())?,
-        profile: Profile::load(&project.configs(), DEFAULT_PROFILE)?,
+        profile: Profile::load(project, DEFAULT_PROFILE)?,
         targets: nics.iter().map(|n| n.make_target(RomFormat::Rom)).collect(),
         nics,
         jobs,

@@ -87,6 +87,8 @@ struct Rig<'a> {
 
 /// Boots every case and prints a row for each; fails naming the boots that did not pass.
 pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result<()> {
+    // Read first: a refused file stops the run before a server or a build starts.
+    let user_keys = opts.keys.as_deref().map(cases::load_keys).transpose()?;
     let paths = paths(project, cache, opts);
     if !opts.roms.is_empty() && paths.contains(&BootPath::Static) {
         bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
@@ -109,26 +111,13 @@ pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result
             .unwrap_or_else(|| format!("{ours}boot.ipxe")),
         ours,
         server,
-        user_keys: opts.keys.as_deref().map(cases::load_keys).transpose()?,
+        user_keys,
         paths,
         os,
         sh: Shell::new()?,
     };
     let boots = rig.cases()?;
-    println!(
-        "{:<22} {:<12} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9} {:>6} {:>6}",
-        "rom",
-        "path",
-        "booted",
-        "address",
-        "first-req",
-        "dhcp",
-        "http",
-        "rpc",
-        "backdoor",
-        "init",
-        "MB/s"
-    );
+    print_header();
     let mut sites = HashMap::new();
     let mut failed = Vec::new();
     for (i, case) in boots.iter().enumerate() {
@@ -145,6 +134,24 @@ pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result
         );
     }
     Ok(())
+}
+
+/// The table's header row; `Rig::boot` prints a row per boot under it.
+fn print_header() {
+    println!(
+        "{:<22} {:<12} {:<7} {:<15} {:>8} {:>5} {:>5} {:>6} {:>9} {:>6} {:>6}",
+        "rom",
+        "path",
+        "booted",
+        "address",
+        "first-req",
+        "dhcp",
+        "http",
+        "rpc",
+        "backdoor",
+        "init",
+        "MB/s"
+    );
 }
 
 /// The paths asked for, or the defaults: every path, with `os` where its fixtures are cached.

@@ -96,7 +96,7 @@ struct Plan {
 
 fn plan(sh: &Shell, req: &Request) -> Result<Plan> {
     let pin = Pin::load(&req.project.pin_file())?;
-    let profile = Profile::load(&req.project.configs(), &req.profile)?;
+    let profile = Profile::load(&req.project, &req.profile)?;
     let (source, _) = source::ensure(&pin, &req.cache)?;
     let patches = series::resolve(&req.project, &req.cache, &profile.file.patches)
         .with_context(|| format!("profile {}", profile.path.display()))?;

@@ -26,6 +26,7 @@ pub struct PinOptions {
 /// configs/ipxe.toml. Returns the patches upstream already has, which must leave the series
 /// before the profiles are rebuilt.
 pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<String>> {
+    check_options(args)?;
     let scratch = crate::util::TempDir::new("vsphere-ipxe-rom-pin-")?;
     let archive = match (&args.archive, &args.commit) {
         (Some(a), _) => a.clone(),
@@ -41,6 +42,7 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
     let (tree, pin) = import(cache, &archive, args)?;
     let already = try_series(project, cache, &tree, &pin)?;
     let path = project.pin_file();
+    pin.reads_back().context("configs/ipxe.toml is unchanged")?;
     std::fs::write(&path, pin.to_toml())
         .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
@@ -53,10 +55,32 @@ pub fn pin(project: &Project, cache: &Cache, args: &PinOptions) -> Result<Vec<St
     Ok(already)
 }
 
+/// The version and commit as given, checked before anything is fetched, imported or written: a
+/// pin holding them would be refused by every later command.
+fn check_options(args: &PinOptions) -> Result<()> {
+    if !source::pin::is_release_name(&args.version) {
+        bail!(
+            "--version '{}' is not a release name: {}",
+            crate::util::shown(&args.version),
+            source::pin::RELEASE_NAME
+        );
+    }
+    if let Some(c) = &args.commit {
+        if !(7..=40).contains(&c.len()) || !source::pin::is_commit_id(c) {
+            bail!(
+                "--commit '{}' is not a commit id: 7 to 40 hex digits",
+                crate::util::shown(c)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The archive's tree in the cache, and the pin that names it.
 fn import(cache: &Cache, archive: &Path, args: &PinOptions) -> Result<(PathBuf, Pin)> {
     let (tree, digest, described) = source::import_unpinned(cache, archive)?;
-    let commit = match (&args.commit, described.commit) {
+    let flag = args.commit.as_ref().map(|c| c.to_ascii_lowercase());
+    let commit = match (&flag, described.commit.map(|c| c.to_ascii_lowercase())) {
         (Some(flag), Some(found)) if !found.starts_with(flag.as_str()) => {
             bail!("{} is commit {found}, not {flag}", archive.display())
         }

@@ -113,7 +113,7 @@ fn build_profile(
 /// The files a profile's build read, by path in the project, with their digests.
 fn profile_inputs(project: &Project, name: &str) -> Result<BTreeMap<String, String>> {
     let mut inputs = BTreeMap::new();
-    let profile = Profile::load(&project.configs(), name)?;
+    let profile = Profile::load(project, name)?;
     let patches = profile
         .file
         .patches

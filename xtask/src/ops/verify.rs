@@ -2,13 +2,14 @@
 //! compare each ROM with the published SHA256SUMS; the ROM files beside the sums, if any,
 //! locate the first difference.
 
-use std::{collections::BTreeMap, fs, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
 use crate::{
     cache::Cache,
+    input,
     nic::{Nic, RomFormat, NICS},
     ops::{build, How},
     project::Project,
@@ -45,7 +46,7 @@ pub fn verify(
             continue;
         }
         mismatches += 1;
-        let wherever = match fs::read(reference_dir.join(&rom.file_name)) {
+        let wherever = match input::read(&reference_dir.join(&rom.file_name), input::ROM) {
             Ok(reference) if util::sha256_hex(&reference) == *want => {
                 first_difference(&reference, &rom.bytes)
             }
@@ -72,7 +73,7 @@ pub fn verify(
 
 /// The published sums, the NICs they name, and whether they name `.mrom` files.
 fn published(sums_file: &Path) -> Result<(BTreeMap<String, String>, Vec<&'static Nic>, bool)> {
-    let text = fs::read_to_string(sums_file).with_context(|| {
+    let text = input::read_text(sums_file, input::SUMS).with_context(|| {
         format!(
             "cannot read {}: build first (cargo xtask build-rom) or pass --against FILE",
             sums_file.display()
@@ -103,7 +104,7 @@ fn parse_sums(text: &str) -> Result<BTreeMap<String, String>> {
             .with_context(|| format!("line {}: no file name", n + 1))?;
         let name = name.trim_start_matches([' ', '*']);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("line {}: '{hex}' is not a SHA-256", n + 1);
+            bail!("line {}: '{}' is not a SHA-256", n + 1, util::shown(hex));
         }
         out.insert(name.to_string(), hex.to_ascii_lowercase());
     }
@@ -121,7 +122,11 @@ fn nic_for_file(name: &str) -> Result<(&'static Nic, RomFormat)> {
             }
         }
     }
-    bail!("'{name}' is not a ROM this tool builds (15ad07b0.rom, 8086100f.rom, 808610d3.rom, 10222000.rom, .mrom)")
+    bail!(
+        "'{}' is not a ROM this tool builds (15ad07b0.rom, 8086100f.rom, 808610d3.rom, \
+         10222000.rom, .mrom)",
+        util::shown(name)
+    )
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> String {

@@ -10,6 +10,8 @@ use std::{
 };
 
 use crate::{
+    input,
+    nic::{RomFormat, NICS},
     record::{Manifest, MANIFEST, SUMS},
     util,
 };
@@ -57,15 +59,13 @@ pub fn carry_over(
     record: bool,
 ) -> Result<Carried> {
     let mut carried = Carried::default();
-    let old_path = out.join(MANIFEST);
-    if !old_path.is_file() {
+    let Some(old) = listed(out)? else {
         return Ok(carried);
-    }
-    let old = Manifest::load(&old_path)?;
+    };
     let others: Vec<String> = old
         .roms
         .keys()
-        .filter(|k| !manifest.roms.contains_key(*k))
+        .filter(|k| !manifest.roms.contains_key(*k) && is_rom_name(k))
         .cloned()
         .collect();
     let bytes_match = !record
@@ -90,7 +90,7 @@ pub fn carry_over(
     }
     for name in others {
         let info = old.roms[&name].clone();
-        match fs::read(out.join(&name)) {
+        match input::read(&out.join(&name), input::ROM) {
             Ok(bytes) if util::sha256_hex(&bytes) == info.sha256 => {
                 roms.insert(name.clone(), bytes);
             }
@@ -108,9 +108,11 @@ pub fn carry_over(
 }
 
 /// Replaces `out` with exactly these ROMs, the manifest, and SHA256SUMS of every ROM the
-/// manifest lists.
+/// manifest lists. `out` is checked first ([`check_out`]); the old outputs are removed file by
+/// file, and their directory only once empty: never a file this tool did not write, never a
+/// directory with anything in it.
 pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) -> Result<()> {
-    refuse_foreign_files(out)?;
+    check_out(out)?;
     let parent = parent_of(out);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let staging = crate::util::TempDir::new_in(&parent, ".staging-")?;
@@ -124,16 +126,26 @@ pub fn write(out: &Path, roms: &BTreeMap<String, Vec<u8>>, manifest: &Manifest) 
         fs::File::open(item?.path())?.sync_all()?;
     }
     let staged = staging.keep();
-    let old = parent.join(format!(".old-{}", std::process::id()));
-    if out.exists() {
-        fs::rename(out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
+    if !out.exists() {
+        return fs::rename(&staged, out)
+            .with_context(|| format!("cannot move the new outputs to {}", out.display()));
     }
+    // An empty directory of a name no one else holds; `out` is renamed onto it.
+    let old = crate::util::TempDir::new_in(&parent, ".old-")?.keep();
+    fs::rename(out, &old).with_context(|| format!("cannot move {} aside", out.display()))?;
     if let Err(e) = fs::rename(&staged, out) {
         let _ = fs::rename(&old, out);
         return Err(e).with_context(|| format!("cannot move the new outputs to {}", out.display()));
     }
-    let _ = fs::remove_dir_all(&old);
-    Ok(())
+    remove_ours(&old).with_context(|| {
+        format!(
+            "the new outputs are in {}, but the old ones, moved to {}, hold something this \
+             tool did not write (it appeared while building): look at it, then delete {}",
+            out.display(),
+            old.display(),
+            old.display()
+        )
+    })
 }
 
 fn parent_of(out: &Path) -> PathBuf {
@@ -143,32 +155,116 @@ fn parent_of(out: &Path) -> PathBuf {
     }
 }
 
-/// `--out` is ours to replace only if it holds nothing but what this tool writes.
-fn refuse_foreign_files(out: &Path) -> Result<()> {
-    if !out.exists() {
-        return Ok(());
+/// Whether `name` is a file this tool writes into `--out`: a ROM of a NIC it builds, the sums
+/// or the manifest.
+fn is_ours(name: &str) -> bool {
+    name == SUMS || name == MANIFEST || is_rom_name(name)
+}
+
+fn is_rom_name(name: &str) -> bool {
+    NICS.iter().any(|n| {
+        [RomFormat::Rom, RomFormat::Mrom]
+            .iter()
+            .any(|f| n.file_name(*f) == name)
+    })
+}
+
+/// Removes the files of old outputs by name, then their directory, which must then be empty.
+fn remove_ours(dir: &Path) -> Result<()> {
+    for item in fs::read_dir(dir)? {
+        let item = item?;
+        let name = item.file_name();
+        if item.file_type()?.is_file() && is_ours(&name.to_string_lossy()) {
+            fs::remove_file(item.path())?;
+        }
     }
-    if !out.is_dir() {
+    fs::remove_dir(dir).with_context(|| format!("cannot remove {}", dir.display()))
+}
+
+/// `--out` is ours to replace only if every entry in it is a regular file this tool wrote: the
+/// manifest, the sums, and the ROMs the manifest lists, with the bytes it records. Anything
+/// else (a vendor's ROM, a directory, a link, a name a forged manifest lists, a ROM changed
+/// since) is refused, each named with why, before anything is built or written.
+pub fn check_out(out: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        other => other.with_context(|| format!("cannot read --out {}", out.display()))?,
+    };
+    if meta.is_symlink() {
+        bail!(
+            "--out {} is a link; pass the directory it leads to",
+            out.display()
+        );
+    }
+    if !meta.is_dir() {
         bail!("--out {} is a file; pass a directory", out.display());
     }
+    let manifest = listed(out)?;
     let mut foreign = Vec::new();
-    for item in fs::read_dir(out)? {
-        let name = item?.file_name().to_string_lossy().into_owned();
-        let ours =
-            name == SUMS || name == MANIFEST || name.ends_with(".rom") || name.ends_with(".mrom");
-        if !ours {
-            foreign.push(name);
+    // A manifest that lists a name this tool never writes is not this tool's either.
+    for name in manifest.iter().flat_map(|m| m.roms.keys()) {
+        if !is_rom_name(name) {
+            let name = util::shown(name);
+            foreign.push(format!(
+                "{MANIFEST} (it lists '{name}', not a ROM this tool builds)"
+            ));
+        }
+    }
+    for item in fs::read_dir(out).with_context(|| format!("cannot list {}", out.display()))? {
+        let item = item?;
+        let name = item.file_name().to_string_lossy().into_owned();
+        if let Some(why) = foreign_why(&item, &name, manifest.as_ref())? {
+            foreign.push(format!("{}{why}", util::shown(&name)));
         }
     }
     if !foreign.is_empty() {
         foreign.sort();
         bail!(
-            "refusing to replace {}: it holds files this tool did not write ({}); pass an empty or new --out",
+            "refusing to replace {}: it holds files this tool did not write: {}; nothing was \
+             changed. Move them out, or pass an empty or new --out",
             out.display(),
             foreign.join(", ")
         );
     }
     Ok(())
+}
+
+/// The manifest in `out`, if there is one.
+fn listed(out: &Path) -> Result<Option<Manifest>> {
+    let path = out.join(MANIFEST);
+    if fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    Manifest::load(&path).map(Some)
+}
+
+/// Why one entry of `--out` is not this tool's, as a note after its name; None if it is.
+fn foreign_why(
+    item: &fs::DirEntry,
+    name: &str,
+    manifest: Option<&Manifest>,
+) -> Result<Option<&'static str>> {
+    let kind = item.file_type()?;
+    if kind.is_dir() {
+        return Ok(Some(" (a directory)"));
+    }
+    if !kind.is_file() {
+        return Ok(Some(" (a link or special file)"));
+    }
+    if name == SUMS || name == MANIFEST {
+        return Ok(None);
+    }
+    if !is_rom_name(name) {
+        return Ok(Some(" (not a ROM this tool builds)"));
+    }
+    let Some(record) = manifest.and_then(|m| m.roms.get(name)) else {
+        return Ok(Some(" (not listed in manifest.json)"));
+    };
+    let bytes = input::read(&item.path(), input::ROM)?;
+    if util::sha256_hex(&bytes) != record.sha256 {
+        return Ok(Some(" (not the bytes manifest.json records)"));
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -217,16 +313,36 @@ mod tests {
         assert!(s.ends_with(" *b.rom\n") && !s.ends_with("\n\n"));
     }
 
+    /// The test manifest, listing these ROMs with their digests.
+    fn listing(roms: &BTreeMap<String, Vec<u8>>) -> Manifest {
+        let mut m = manifest();
+        for (name, bytes) in roms {
+            m.roms.insert(
+                name.clone(),
+                RomInfo {
+                    nic: "n".into(),
+                    pci_id: name.trim_end_matches(".rom").into(),
+                    size: bytes.len() as u64,
+                    limit: 65536,
+                    headroom: 0,
+                    sha256: util::sha256_hex(bytes),
+                    https: false,
+                },
+            );
+        }
+        m
+    }
+
     #[test]
     fn replaces_outputs_whole_and_refuses_foreign_dirs() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("roms/vmware");
         let mut roms = BTreeMap::new();
         roms.insert("15ad07b0.rom".to_string(), vec![1, 2, 3]);
-        write(&out, &roms, &manifest()).unwrap();
+        write(&out, &roms, &listing(&roms)).unwrap();
         let mut roms2 = BTreeMap::new();
         roms2.insert("8086100f.rom".to_string(), vec![4]);
-        write(&out, &roms2, &manifest()).unwrap();
+        write(&out, &roms2, &listing(&roms2)).unwrap();
         let mut names: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -240,12 +356,56 @@ mod tests {
         assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 
         fs::write(out.join("notes.txt"), "mine").unwrap();
-        let err = write(&out, &roms, &manifest()).unwrap_err().to_string();
+        fs::create_dir(out.join("vendor.rom")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", out.join("15ad07b0.rom")).unwrap();
+        let err = write(&out, &roms, &listing(&roms)).unwrap_err().to_string();
         assert!(
-            err.contains("holds files this tool did not write (notes.txt)"),
+            err.contains(
+                "holds files this tool did not write: 15ad07b0.rom (a link or special file), \
+                 notes.txt (not a ROM this tool builds), vendor.rom (a directory); nothing was changed"
+            ),
             "{err}"
         );
         assert!(out.join("8086100f.rom").exists());
+    }
+
+    /// Old outputs are removed by name; a file that appears among them meanwhile stays, and so
+    /// does its directory.
+    #[test]
+    fn old_outputs_go_file_by_file_and_a_stranger_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fs::create_dir(&old).unwrap();
+        for name in ["15ad07b0.rom", SUMS, MANIFEST] {
+            fs::write(old.join(name), "x").unwrap();
+        }
+        remove_ours(&old).unwrap();
+        assert!(!old.exists());
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("15ad07b0.rom"), "x").unwrap();
+        fs::write(old.join("vendor.rom"), "theirs").unwrap();
+        assert!(remove_ours(&old).is_err());
+        assert_eq!(
+            fs::read_to_string(old.join("vendor.rom")).unwrap(),
+            "theirs"
+        );
+        assert!(!old.join("15ad07b0.rom").exists());
+    }
+
+    /// A manifest in `--out` that lists a name this tool never writes is not believed.
+    #[test]
+    fn a_manifest_listing_other_names_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let mut roms = BTreeMap::new();
+        roms.insert("../../etc/passwd".to_string(), b"x".to_vec());
+        fs::create_dir(&out).unwrap();
+        fs::write(out.join(MANIFEST), listing(&roms).to_json()).unwrap();
+        let err = check_out(&out).unwrap_err().to_string();
+        assert!(
+            err.contains("manifest.json (it lists '../../etc/passwd', not a ROM this tool builds)"),
+            "{err}"
+        );
     }
 
     /// Every field set, maps filled in an order unlike their sorted one.

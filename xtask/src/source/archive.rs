@@ -1,10 +1,12 @@
 //! Extracts a source archive (tar or tar.gz) into a directory, refusing anything that could
-//! write outside it, and digests the tree as it goes.
+//! write outside it, and digests the tree as it goes. Every metadata entry (GNU long names and
+//! links, pax headers) is read under a cap before the tar crate could read it whole, and links
+//! are followed within Linux's own limit.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    io::{self, BufReader, Read},
+    io::{self, BufRead, BufReader, Read},
     os::unix::fs::{symlink, OpenOptionsExt},
     path::Path,
 };
@@ -14,8 +16,9 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 use crate::{
+    input,
     source::digest::{Entry, Kind, TreeDigest},
-    util,
+    util::{self, shown, shown_path},
 };
 
 /// What an archive says of the commit it holds.
@@ -35,21 +38,25 @@ pub fn extract(archive: &Path, dest: &Path) -> Result<TreeDigest> {
 
 /// [`extract`], and what the archive says of its commit.
 pub fn extract_described(archive: &Path, dest: &Path) -> Result<(TreeDigest, Described)> {
-    let head = util::read_prefix(archive, 512)?;
-    let file =
-        fs::File::open(archive).with_context(|| format!("cannot read {}", archive.display()))?;
+    let (file, _) = input::open(archive, input::ARCHIVE)?;
+    let mut file = BufReader::new(file.take(input::ARCHIVE.cap));
+    let head = file
+        .fill_buf()
+        .with_context(|| format!("cannot read {}", shown_path(archive)))?
+        .to_vec();
     let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
-    } else if head.len() == 512 && &head[257..262] == b"ustar" {
-        Box::new(BufReader::new(file))
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else if head.len() >= 512 && &head[257..262] == b"ustar" {
+        Box::new(file)
     } else {
         bail!(
             "{} is not a tar or tar.gz archive (it starts with {:02x?})",
-            archive.display(),
+            shown_path(archive),
             &head[..head.len().min(4)]
         );
     };
-    extract_from(reader, dest, CAPS).with_context(|| format!("cannot import {}", archive.display()))
+    extract_from(reader, dest, CAPS)
+        .with_context(|| format!("cannot import {}", shown_path(archive)))
 }
 
 /// How much an archive may unpack to.
@@ -57,15 +64,29 @@ pub fn extract_described(archive: &Path, dest: &Path) -> Result<(TreeDigest, Des
 pub struct Caps {
     pub bytes: u64,
     pub entries: usize,
+    /// Every entry name and link target together.
+    pub names: u64,
+    /// Path components walked to check where the links lead, over all links.
+    pub link_steps: usize,
 }
 
-/// The pinned tree unpacks to about 25 MB in about 4,000 entries. Twenty times either leaves
-/// room for later commits, and stops a gzip bomb (1 MB of gzip can hold 1 GiB) long before it
-/// fills a disk; nothing is held in memory but one buffer.
+/// The pinned tree unpacks to about 25 MB in about 4,000 entries, whose names take about 200 KB,
+/// and has a handful of links. Twenty times each leaves room for later commits, and stops a gzip
+/// bomb (1 MB of gzip can hold 1 GiB) long before it fills a disk or memory; nothing is held in
+/// memory but one buffer and the names.
 pub const CAPS: Caps = Caps {
     bytes: 512 << 20,
     entries: 100_000,
+    names: 16 << 20,
+    link_steps: 1_000_000,
 };
+
+/// A name or link target, from a GNU long name or link or a pax record: Linux's PATH_MAX.
+const NAME_MAX: u64 = 4096;
+/// A pax header, local or global: `git archive` writes a 52-byte one.
+const PAX_MAX: u64 = 64 << 10;
+/// Linux follows at most 40 links in one path lookup, then fails with ELOOP.
+const MAX_FOLLOWS: usize = 40;
 
 /// What the archive held, as written so far: paths are as in the archive (top dir not stripped).
 #[derive(Default)]
@@ -84,17 +105,7 @@ fn extract_from(reader: impl Read, dest: &Path, caps: Caps) -> Result<(TreeDiges
     let got = unpack(reader, &raw, caps)?;
     let strip = common_top_dir(&got);
     let rel = |parts: &[String]| parts[usize::from(strip)..].to_vec();
-    let links: BTreeMap<Vec<String>, String> =
-        got.links.iter().map(|(p, t)| (rel(p), t.clone())).collect();
-    for (entry, target) in &got.links {
-        let link = rel(entry);
-        if resolve(&links, &link[..link.len() - 1], target, 0).is_none() {
-            bail!(
-                "entry '{}' is a symlink to '{target}', which points outside the tree",
-                entry.join("/")
-            );
-        }
-    }
+    check_links(&got.links, rel, caps)?;
     let mut entries = Vec::new();
     for (parts, kind, sha256) in &got.entries {
         let path = rel(parts).join("/");
@@ -122,87 +133,242 @@ fn extract_from(reader: impl Read, dest: &Path, caps: Caps) -> Result<(TreeDiges
     Ok((TreeDigest::of(entries), got.described))
 }
 
+/// Every link leads inside the tree, through the links before it, as the kernel would follow
+/// them: within 40 links each, and within the archive's budget of steps for them all.
+fn check_links(
+    all: &BTreeMap<Vec<String>, String>,
+    rel: impl Fn(&[String]) -> Vec<String>,
+    caps: Caps,
+) -> Result<()> {
+    let links: BTreeMap<Vec<String>, String> =
+        all.iter().map(|(p, t)| (rel(p), t.clone())).collect();
+    let mut walk = Resolver::new(&links, caps.link_steps);
+    for (entry, target) in all {
+        let link = rel(entry);
+        walk.follows = 0;
+        let why = match walk.resolve(&link[..link.len() - 1], target)? {
+            Leads::Inside(_) => continue,
+            Leads::Outside => "points outside the tree".to_string(),
+            Leads::TooManyLinks => {
+                format!("takes more than {MAX_FOLLOWS} links to resolve (Linux gives up there too)")
+            }
+        };
+        bail!(
+            "entry '{}' is a symlink to '{}', which {why}",
+            shown(&entry.join("/")),
+            shown(target)
+        );
+    }
+    Ok(())
+}
+
 fn unpack(reader: impl Read, dest: &Path, caps: Caps) -> Result<Unpacked> {
     let mut archive = tar::Archive::new(reader);
     let mut got = Unpacked::default();
     let mut seen = BTreeSet::new();
-    let mut budget = caps.bytes;
-    for (index, entry) in archive
+    let mut left = Left {
+        bytes: caps.bytes,
+        names: caps.names,
+    };
+    let mut pending = Pending::default();
+    // Raw: the tar crate would read a long name or a pax header whole, whatever its size.
+    let entries = archive
         .entries()
         .context("cannot read the archive")?
-        .enumerate()
-    {
+        .raw(true);
+    for (index, entry) in entries.enumerate() {
         if index >= caps.entries {
             bail!(
                 "the archive has more than {} entries; an iPXE tree has about 4,000",
                 caps.entries
             );
         }
-        let mut entry = entry.with_context(|| {
-            format!("the archive is truncated or corrupt at entry {}", index + 1)
-        })?;
-        let kind = entry.header().entry_type();
-        if describe(&mut entry, &mut got.described)? {
+        let n = index + 1;
+        let mut entry =
+            entry.with_context(|| format!("the archive is truncated or corrupt at entry {n}"))?;
+        if metadata(&mut entry, n, &mut pending, &mut got.described)? {
             continue;
         }
-        let parts = safe_parts(&utf8(entry.path_bytes().into_owned(), "has a name")?)?;
+        let name = pending
+            .name
+            .take()
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let link = pending
+            .link
+            .take()
+            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()));
+        left.take_names(name.len() + link.as_ref().map_or(0, Vec::len), caps)?;
+        let parts = safe_parts(&utf8(name, "has a name")?)?;
         if parts.is_empty() {
             continue;
         }
-        let rel = parts.join("/");
         if !seen.insert(parts.clone()) {
-            bail!("entry '{rel}' appears twice in the archive");
+            bail!(
+                "entry '{}' appears twice in the archive",
+                shown(&parts.join("/"))
+            );
         }
-        if (1..parts.len()).any(|i| got.links.contains_key(&parts[..i])) {
-            bail!("entry '{rel}' lies below a symlink; refusing to write through links");
-        }
-        let path = dest.join(&rel);
-        match kind {
-            EntryType::Directory => {
-                fs::create_dir_all(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                got.dirs.insert(parts);
-            }
-            EntryType::Regular | EntryType::Continuous => {
-                let (kind, sha) = write_file(&mut entry, &mut budget, caps, &path, &rel)?;
-                got.entries.push((parts, kind, sha));
-            }
-            EntryType::Symlink => {
-                let target = write_link(&entry, &path, &rel)?;
-                let sha = util::sha256_hex(target.as_bytes());
-                got.entries.push((parts.clone(), Kind::Symlink, sha));
-                got.links.insert(parts, target);
-            }
-            EntryType::Link => bail!("entry '{rel}' is a hard link; source archives have none"),
-            EntryType::Char | EntryType::Block => bail!("entry '{rel}' is a device file"),
-            EntryType::Fifo => bail!("entry '{rel}' is a named pipe"),
-            other => bail!("entry '{rel}' has unsupported tar type {:?}", other),
-        }
+        place(&mut entry, parts, link, dest, &mut left, caps, &mut got)?;
+    }
+    if pending.name.is_some() || pending.link.is_some() {
+        bail!("the archive ends with a long name or pax header that no entry follows");
     }
     Ok(got)
 }
 
-/// Takes what an entry says of the commit: `git archive`'s pax global header names it, and the
-/// newest entry time is the commit time. True for a header entry, which holds no file.
-fn describe<R: Read>(entry: &mut tar::Entry<'_, R>, described: &mut Described) -> Result<bool> {
+/// What is left of the caps on bytes and names.
+struct Left {
+    bytes: u64,
+    names: u64,
+}
+
+impl Left {
+    fn take_names(&mut self, len: usize, caps: Caps) -> Result<()> {
+        self.names = self.names.checked_sub(len as u64).with_context(|| {
+            format!(
+                "the archive's names take more than {} MiB; an iPXE tree's take about 200 KB",
+                caps.names >> 20
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Writes one entry that is a file, a directory or a link; refuses every other kind.
+fn place<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    parts: Vec<String>,
+    link: Option<Vec<u8>>,
+    dest: &Path,
+    left: &mut Left,
+    caps: Caps,
+    got: &mut Unpacked,
+) -> Result<()> {
+    let rel = parts.join("/");
+    let shown_rel = shown(&rel);
+    if (1..parts.len()).any(|i| got.links.contains_key(&parts[..i])) {
+        bail!("entry '{shown_rel}' lies below a symlink; refusing to write through links");
+    }
+    let path = dest.join(&rel);
     match entry.header().entry_type() {
-        EntryType::XGlobalHeader => {
-            let mut data = Vec::new();
-            entry.take(64 << 10).read_to_end(&mut data)?;
-            described.commit = String::from_utf8_lossy(&data)
-                .lines()
-                .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
-                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
-            Ok(true)
+        EntryType::Directory => {
+            fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            got.dirs.insert(parts);
         }
-        EntryType::XHeader => Ok(true),
+        EntryType::Regular | EntryType::Continuous => {
+            let (kind, sha) = write_file(entry, &mut left.bytes, caps, &path, &shown_rel)?;
+            got.entries.push((parts, kind, sha));
+        }
+        EntryType::Symlink => {
+            let target = match link {
+                Some(l) => utf8(l, &format!("'{shown_rel}' has a link target"))?,
+                None => String::new(),
+            };
+            write_link(&target, &path, &shown_rel)?;
+            let sha = util::sha256_hex(target.as_bytes());
+            got.entries.push((parts.clone(), Kind::Symlink, sha));
+            got.links.insert(parts, target);
+        }
+        EntryType::Link => bail!("entry '{shown_rel}' is a hard link; source archives have none"),
+        EntryType::Char | EntryType::Block => bail!("entry '{shown_rel}' is a device file"),
+        EntryType::Fifo => bail!("entry '{shown_rel}' is a named pipe"),
+        other => bail!("entry '{shown_rel}' has unsupported tar type {:?}", other),
+    }
+    Ok(())
+}
+
+/// The name and link target the metadata entries before an entry give it (GNU `L` and `K`, pax
+/// `path` and `linkpath`).
+#[derive(Default)]
+struct Pending {
+    name: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+/// Takes a metadata entry, read under its cap: a long name or link, a pax header, or `git
+/// archive`'s pax global header, which names the commit. True for those; for any other entry,
+/// notes its time (`git archive` stamps every entry with the commit time) and returns false.
+fn metadata<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    n: usize,
+    pending: &mut Pending,
+    described: &mut Described,
+) -> Result<bool> {
+    let kind = entry.header().entry_type();
+    let (what, cap) = match kind {
+        EntryType::GNULongName => ("a GNU long name", NAME_MAX),
+        EntryType::GNULongLink => ("a GNU long link", NAME_MAX),
+        EntryType::XHeader => ("a pax header", PAX_MAX),
+        EntryType::XGlobalHeader => ("a pax global header", PAX_MAX),
         _ => {
             if let Ok(t) = entry.header().mtime() {
                 described.mtime = Some(described.mtime.map_or(t, |m| m.max(t)));
             }
-            Ok(false)
+            return Ok(false);
+        }
+    };
+    let size = entry.size();
+    if size > cap {
+        bail!("entry {n} is {what} of {size} bytes; a source archive's are at most {cap} bytes");
+    }
+    let mut data = Vec::with_capacity(size as usize);
+    let read = entry.take(cap).read_to_end(&mut data);
+    if read.ok() != Some(size as usize) {
+        bail!("the archive is truncated or corrupt in entry {n} ({what})");
+    }
+    match kind {
+        EntryType::GNULongName => set(&mut pending.name, nul_ended(data), n)?,
+        EntryType::GNULongLink => set(&mut pending.link, nul_ended(data), n)?,
+        EntryType::XHeader => pax(&data, pending, n)?,
+        _ => {
+            described.commit = String::from_utf8_lossy(&data)
+                .lines()
+                .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
+                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
         }
     }
+    Ok(true)
+}
+
+/// A pax header's records: `path` and `linkpath` name the next entry; `size` and sparse files
+/// are refused (the sizes in the tar headers are the ones read); others are ignored.
+fn pax(data: &[u8], pending: &mut Pending, n: usize) -> Result<()> {
+    for record in tar::PaxExtensions::new(data) {
+        let record =
+            record.map_err(|_| anyhow::anyhow!("entry {n} is a pax header that does not parse"))?;
+        match record.key_bytes() {
+            b"path" => set(&mut pending.name, record.value_bytes().to_vec(), n)?,
+            b"linkpath" => set(&mut pending.link, record.value_bytes().to_vec(), n)?,
+            b"size" => bail!(
+                "entry {n} is a pax header that sets a size; a source archive's files need none"
+            ),
+            k if k.starts_with(b"GNU.sparse") => bail!("entry {n} describes a sparse file"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sets a name the next entry takes, once, within [`NAME_MAX`].
+fn set(slot: &mut Option<Vec<u8>>, value: Vec<u8>, n: usize) -> Result<()> {
+    if value.len() as u64 > NAME_MAX {
+        bail!(
+            "entry {n} gives a name of {} bytes; a name is at most {NAME_MAX} bytes",
+            value.len()
+        );
+    }
+    if slot.replace(value).is_some() {
+        bail!("entry {n} names the entry after it a second time");
+    }
+    Ok(())
+}
+
+/// A GNU long name's data, without the NULs that end and pad it.
+fn nul_ended(mut data: Vec<u8>) -> Vec<u8> {
+    let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+    data.truncate(end);
+    data
 }
 
 /// Streams one file to a new file at `path`, hashing as it goes, within what is left of the
@@ -242,21 +408,20 @@ fn write_file<R: Read>(
     Ok((kind, util::hex(&hasher.finalize())))
 }
 
-/// Makes the link at `path` and returns its target; an absolute or empty target is refused
-/// here, and one that leaves the tree through other links once all are known.
-fn write_link<R: Read>(entry: &tar::Entry<'_, R>, path: &Path, rel: &str) -> Result<String> {
-    let target = match entry.link_name_bytes() {
-        Some(l) => utf8(l.into_owned(), &format!("'{rel}' has a link target"))?,
-        None => String::new(),
-    };
+/// Makes the link at `path`; an absolute or empty target is refused here, and one that leaves
+/// the tree through other links once all are known.
+fn write_link(target: &str, path: &Path, rel: &str) -> Result<()> {
     if target.is_empty() || target.starts_with('/') {
-        bail!("entry '{rel}' is a symlink to '{target}', which points outside the tree");
+        bail!(
+            "entry '{rel}' is a symlink to '{}', which points outside the tree",
+            shown(target)
+        );
     }
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    symlink(&target, path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(target)
+    symlink(target, path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(())
 }
 
 /// Writes to a file and a hasher at once.
@@ -277,52 +442,92 @@ fn utf8(raw: Vec<u8>, what: &str) -> Result<String> {
     String::from_utf8(raw).map_err(|e| {
         anyhow::anyhow!(
             "entry '{}' {what} that is not UTF-8",
-            String::from_utf8_lossy(e.as_bytes())
+            shown(&String::from_utf8_lossy(e.as_bytes()))
         )
     })
 }
 
-/// Where `target`, read from the directory `from`, leads once every link it passes through is
-/// followed as the kernel would; None if any step leaves the tree or the links loop.
-fn resolve(
-    links: &BTreeMap<Vec<String>, String>,
-    from: &[String],
-    target: &str,
-    depth: usize,
-) -> Option<Vec<String>> {
-    // Linux gives up after 40 links (ELOOP).
-    if depth > 40 || target.starts_with('/') {
-        return None;
+/// Where a link leads, followed as the kernel would.
+#[derive(Debug, PartialEq, Eq)]
+enum Leads {
+    Inside(Vec<String>),
+    Outside,
+    /// Past [`MAX_FOLLOWS`] links: a loop, or links that multiply.
+    TooManyLinks,
+}
+
+/// Follows links through the others: at most [`MAX_FOLLOWS`] per link, and a budget of steps
+/// (path components) for the whole archive, so that links which multiply (`l1 -> l0/l0/l0`,
+/// `l2 -> l1/l1/l1`, ...) cost a bounded time.
+struct Resolver<'a> {
+    links: &'a BTreeMap<Vec<String>, String>,
+    follows: usize,
+    steps_left: usize,
+    steps: usize,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(links: &'a BTreeMap<Vec<String>, String>, steps: usize) -> Resolver<'a> {
+        Resolver {
+            links,
+            follows: 0,
+            steps_left: steps,
+            steps,
+        }
     }
-    let mut at = from.to_vec();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                at.pop()?;
-            }
-            name => {
-                at.push(name.to_string());
-                if let Some(next) = links.get(&at) {
+
+    /// Where `target`, read from the directory `from`, leads.
+    fn resolve(&mut self, from: &[String], target: &str) -> Result<Leads> {
+        if target.starts_with('/') {
+            return Ok(Leads::Outside);
+        }
+        let mut at = from.to_vec();
+        for part in target.split('/') {
+            self.steps_left = self.steps_left.checked_sub(1).with_context(|| {
+                format!(
+                    "checking where the archive's links lead takes more than {} steps; an \
+                     iPXE tree's take a few hundred",
+                    self.steps
+                )
+            })?;
+            match part {
+                "" | "." => {}
+                ".." => {
+                    if at.pop().is_none() {
+                        return Ok(Leads::Outside);
+                    }
+                }
+                name => {
+                    at.push(name.to_string());
+                    let Some(next) = self.links.get(&at) else {
+                        continue;
+                    };
+                    self.follows += 1;
+                    if self.follows > MAX_FOLLOWS {
+                        return Ok(Leads::TooManyLinks);
+                    }
                     at.pop();
-                    at = resolve(links, &at, next, depth + 1)?;
+                    match self.resolve(&at, next)? {
+                        Leads::Inside(real) => at = real,
+                        other => return Ok(other),
+                    }
                 }
             }
         }
+        Ok(Leads::Inside(at))
     }
-    Some(at)
 }
 
 /// Splits an entry name into components, refusing absolute paths and `..`.
 fn safe_parts(name: &str) -> Result<Vec<String>> {
     if name.starts_with('/') {
-        bail!("entry '{name}' has an absolute path");
+        bail!("entry '{}' has an absolute path", shown(name));
     }
     let mut parts = Vec::new();
     for part in name.split('/') {
         match part {
             "" | "." => {}
-            ".." => bail!("entry '{name}' climbs out of the tree with '..'"),
+            ".." => bail!("entry '{}' climbs out of the tree with '..'", shown(name)),
             p => parts.push(p.to_string()),
         }
     }
@@ -512,18 +717,110 @@ mod tests {
     #[test]
     fn links_resolve_through_the_links_before_them() {
         let p = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
+        let resolve = |links: &BTreeMap<Vec<String>, String>, from: &[String], target: &str| {
+            Resolver::new(links, 1000).resolve(from, target).unwrap()
+        };
         let none = BTreeMap::new();
-        assert_eq!(resolve(&none, &p("a/b"), "../c", 0), Some(p("a/c")));
-        assert_eq!(resolve(&none, &p("a"), "../c", 0), Some(p("c")));
-        assert_eq!(resolve(&none, &p("a"), "../../c", 0), None);
-        assert_eq!(resolve(&none, &[], "x/../../y", 0), None);
+        assert_eq!(resolve(&none, &p("a/b"), "../c"), Leads::Inside(p("a/c")));
+        assert_eq!(resolve(&none, &p("a"), "../c"), Leads::Inside(p("c")));
+        assert_eq!(resolve(&none, &p("a"), "../../c"), Leads::Outside);
+        assert_eq!(resolve(&none, &[], "x/../../y"), Leads::Outside);
         let mut links = BTreeMap::new();
         links.insert(p("d/up"), "..".to_string());
-        assert_eq!(resolve(&links, &p("d"), "up/x", 0), Some(p("x")));
-        assert_eq!(resolve(&links, &p("d"), "up/..", 0), None);
+        assert_eq!(resolve(&links, &p("d"), "up/x"), Leads::Inside(p("x")));
+        assert_eq!(resolve(&links, &p("d"), "up/.."), Leads::Outside);
         links.insert(p("l1"), "l2".to_string());
         links.insert(p("l2"), "l1".to_string());
-        assert_eq!(resolve(&links, &[], "l1", 0), None, "a loop is refused");
+        assert_eq!(resolve(&links, &[], "l1"), Leads::TooManyLinks, "a loop");
+    }
+
+    /// `l0 -> .`, `l<i> -> l<i-1>/l<i-1>/l<i-1>`: 3^i links to follow `l<i>`. Linux stops at 40
+    /// links, and so does the check, in a few steps whatever `i` is; the whole archive's links
+    /// have a budget of steps besides.
+    #[test]
+    fn links_that_multiply_stop_at_forty_and_the_step_budget() {
+        let mut raw = Raw::new()
+            .file("t/a", "")
+            .add("t/l0", EntryType::Symlink, 0o777, ".", b"");
+        for i in 1..=30 {
+            let prev = format!("l{}", i - 1);
+            let target = format!("{prev}/{prev}/{prev}");
+            raw = raw.add(&format!("t/l{i}"), EntryType::Symlink, 0o777, &target, b"");
+        }
+        let started = std::time::Instant::now();
+        let got = err(raw);
+        assert!(
+            got.contains("which takes more than 40 links to resolve"),
+            "{got}"
+        );
+        assert!(started.elapsed().as_secs() < 2, "{:?}", started.elapsed());
+        let p = |s: &str| s.split('/').map(String::from).collect::<Vec<_>>();
+        let mut links = BTreeMap::new();
+        links.insert(p("a"), "b/".repeat(50));
+        let mut walk = Resolver::new(&links, 100);
+        walk.resolve(&[], "a").unwrap();
+        let over = walk.resolve(&[], "a").unwrap_err().to_string();
+        assert!(over.contains("takes more than 100 steps"), "{over}");
+    }
+
+    /// Long names, long links and pax records are read under their caps, whatever the header
+    /// says; a pax record that changes a size is refused.
+    #[test]
+    fn metadata_entries_are_read_under_their_caps() {
+        let long = format!("t/{}", "n".repeat(200));
+        let pax = |records: &str| {
+            Raw::new()
+                .file("t/a", "")
+                .add("pax", EntryType::XHeader, 0o644, "", records.as_bytes())
+                .file("t/b", "")
+        };
+        let record = |k: &str, v: &str| {
+            let body = format!(" {k}={v}\n");
+            let mut n = body.len() + 1;
+            while format!("{n}{body}").len() != n {
+                n += 1;
+            }
+            format!("{n}{body}")
+        };
+        let (dir, res) = run(Raw::new()
+            .file("t/a", "")
+            .add(
+                "././@LongLink",
+                EntryType::GNULongName,
+                0o644,
+                "",
+                format!("{long}\0").as_bytes(),
+            )
+            .file("t/short", "x"));
+        res.unwrap();
+        assert!(dir.path().join(&long[2..]).is_file());
+        let (dir, res) = run(pax(&record("path", "t/from-pax")));
+        res.unwrap();
+        assert!(dir.path().join("from-pax").is_file());
+        let got = err(pax(&record("size", "100")));
+        assert!(got.contains("a pax header that sets a size"), "{got}");
+        let got = err(pax(&record("path", &"p".repeat(5000))));
+        assert!(got.contains("a name is at most 4096 bytes"), "{got}");
+        let big = vec![b'a'; 5000];
+        let got = err(Raw::new().file("t/a", "").add(
+            "././@LongLink",
+            EntryType::GNULongLink,
+            0o644,
+            "",
+            &big,
+        ));
+        assert!(
+            got.contains("entry 2 is a GNU long link of 5000 bytes"),
+            "{got}"
+        );
+        let got = err(Raw::new().file("t/a", "").add(
+            "././@LongLink",
+            EntryType::GNULongName,
+            0o644,
+            "",
+            b"t/x\0",
+        ));
+        assert!(got.contains("no entry follows"), "{got}");
     }
 
     /// `d/up -> ..`, `d/up2 -> up/..`, ... each lexically inside; together they leave the tree.
@@ -554,6 +851,7 @@ mod tests {
         let small = Caps {
             bytes: 1000,
             entries: 10,
+            ..CAPS
         };
         let got = format!(
             "{:#}",

@@ -108,9 +108,8 @@ pub fn scratch_cache(pin: &Pin, cache: &Cache) -> Result<(TempDir, Cache)> {
 
 /// Imports an archive made elsewhere; the same digest check as a download.
 pub fn import(pin: &Pin, cache: &Cache, archive: &Path) -> Result<(Source, Origin)> {
-    if !archive.is_file() {
-        bail!("cannot import {}: no such file", archive.display());
-    }
+    // Checked before the cache is touched: a FIFO or a device is refused here.
+    crate::input::open(archive, crate::input::ARCHIVE)?;
     let _lock = cache.lock("source")?;
     cache.sweep("source")?;
     let src = install(pin, cache, archive)?;
@@ -128,9 +127,7 @@ pub fn import_unpinned(
     cache: &Cache,
     archive: &Path,
 ) -> Result<(PathBuf, TreeDigest, archive::Described)> {
-    if !archive.is_file() {
-        bail!("cannot import {}: no such file", archive.display());
-    }
+    crate::input::open(archive, crate::input::ARCHIVE)?;
     let _lock = cache.lock("source")?;
     cache.sweep("source")?;
     let scratch = cache.scratch("source")?;

@@ -24,14 +24,40 @@ pub struct Pin {
 impl Pin {
     pub fn load(path: &Path) -> Result<Pin> {
         let pin: Pin = util::read_toml(path)?;
-        if pin.commit.len() != 40 || !pin.commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!(
-                "{}: commit must be 40 hex digits, got '{}'",
-                path.display(),
-                pin.commit
-            );
-        }
+        pin.check()
+            .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?;
         Ok(pin)
+    }
+
+    /// Why the pin cannot be taken, if so: its commit is 40 hex digits and its version a
+    /// release name (see [`is_release_name`]).
+    pub fn check(&self) -> Result<(), String> {
+        if !is_commit_id(&self.commit) || self.commit.len() != 40 {
+            return Err(format!(
+                "commit must be 40 hex digits, got '{}'",
+                util::shown(&self.commit)
+            ));
+        }
+        if !is_release_name(&self.version) {
+            return Err(format!(
+                "version '{}' is not a release name: {RELEASE_NAME}",
+                util::shown(&self.version)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The pin `to_toml` writes, read back: refused unless it is this pin, whole.
+    pub fn reads_back(&self) -> Result<()> {
+        let text = self.to_toml();
+        let back: Pin = util::parse_toml(&text)
+            .map_err(|e| anyhow::anyhow!("the pin would not read back ({e})"))?;
+        back.check()
+            .map_err(|why| anyhow::anyhow!("the pin would not read back: {why}"))?;
+        if back.to_toml() != text {
+            bail!("the pin would read back as another pin");
+        }
+        Ok(())
     }
 
     pub fn short_commit(&self) -> &str {
@@ -57,6 +83,24 @@ impl Pin {
             urls.join(", ")
         )
     }
+}
+
+/// What a release name is, as errors say it.
+pub const RELEASE_NAME: &str = "letters, digits and . _ + - (e.g. v2.1.0), starting with a \
+    letter or digit, at most 64";
+
+/// A release name as upstream tags them (`v2.0.0`, `v2.1.0-rc1`): a token that prints as it is
+/// and reads back from TOML as it was written.
+pub fn is_release_name(v: &str) -> bool {
+    v.len() <= 64
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+}
+
+/// A commit id, whole or abbreviated: hex digits only.
+pub fn is_commit_id(c: &str) -> bool {
+    !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// `2026-03-06T15:48:55Z` from seconds since the epoch (proleptic Gregorian, UTC).
@@ -86,6 +130,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn versions_and_commits_that_would_not_read_back_are_refused() {
+        for good in ["v2.0.0", "v2.1.0-rc1", "fake", "2024.01+git"] {
+            assert!(is_release_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "v\u{7f}",
+            "v 2",
+            "-v",
+            ".",
+            "v\u{202e}1",
+            "\"x",
+            &"v".repeat(65),
+        ] {
+            assert!(!is_release_name(bad), "{bad:?}");
+        }
+        assert!(is_commit_id("12798ec") && !is_commit_id(&"g".repeat(40)) && !is_commit_id(""));
+    }
+
+    #[test]
     fn the_written_pin_reads_back_and_dates_are_utc() {
         assert_eq!(rfc3339(1_772_812_135), "2026-03-06T15:48:55Z");
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
@@ -101,6 +165,7 @@ mod tests {
         )
         .unwrap();
         let pin = Pin::load(&path).unwrap();
+        pin.reads_back().unwrap();
         std::fs::write(&path, pin.to_toml()).unwrap();
         let again = Pin::load(&path).unwrap();
         assert_eq!(

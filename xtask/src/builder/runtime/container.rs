@@ -57,8 +57,7 @@ pub fn build_image_unless_built(
             lock_path.display()
         );
     }
-    let text = std::fs::read(&dockerfile)
-        .with_context(|| format!("cannot read {}", dockerfile.display()))?;
+    let text = crate::input::read(&dockerfile, crate::input::DOCKERFILE)?;
     let mut key = text.clone();
     key.extend(base.unwrap_or("").as_bytes());
     key.extend(lock_digest.as_bytes());
