@@ -465,6 +465,24 @@ fn a_hostile_scriptlet_reaches_the_vm_verbatim_and_runs_nothing() {
             Some(&payload)
         );
     }
+    // A value the check refuses stops the VM's run before any change, with vmx's message.
+    let before = s.find_vm(vm).unwrap();
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "http://boot.example/boot.ipxe",
+        "http://u:secret@boot.example/x",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let out = run(&bin, &vcsim, &dir.path().join("ipxe.yml"), &inv);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("ipxe_chain has user info before its host")
+            && !stdout(&out).contains("secret"),
+        "{}",
+        stdout(&out)
+    );
+    let after = s.find_vm(vm).unwrap();
+    assert_eq!(after.extra_config, before.extra_config);
+    assert_eq!(after.firmware, before.firmware);
     s.logout().unwrap();
 }
 
