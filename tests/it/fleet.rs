@@ -11,25 +11,11 @@ use std::{
 };
 
 use crate::support::{vcsim::Vcsim, *};
+use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
 /// The fleet: the simulator's cluster VMs 2 to 21, all vmxnet3, every other one EFI.
 const FLEET: std::ops::Range<u32> = 2..22;
-
-/// `ansible-playbook`: $VSPHERE_IPXE_ANSIBLE_PLAYBOOK, else `.ci/run`'s venv, else PATH.
-fn ansible_playbook() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("VSPHERE_IPXE_ANSIBLE_PLAYBOOK").map(PathBuf::from),
-        Some(repo().join("target/ansible/bin/ansible-playbook")),
-        Some(PathBuf::from("ansible-playbook")),
-    ];
-    candidates.into_iter().flatten().find(|p| {
-        Command::new(p)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
 
 fn ip(i: u32) -> String {
     format!("10.0.0.{}", 10 + i)
@@ -105,11 +91,7 @@ fn recap(text: &str) -> BTreeMap<String, (u32, u32)> {
 
 #[test]
 fn an_ansible_playbook_configures_twenty_vms_as_deploy_would() {
-    let Some(bin) = ansible_playbook() else {
-        skip(
-            "ansible-playbook is missing; .ci/run installs ansible==10.7.0 and pyvmomi==7.0.3 \
-             into target/ansible (or set VSPHERE_IPXE_ANSIBLE_PLAYBOOK)",
-        );
+    let Some(bin) = crate::support::ansible::playbook() else {
         return;
     };
     let Some(vcsim) = Vcsim::start_with(&["-machines", "22"]) else {
@@ -425,7 +407,407 @@ fn terraform_for_each_gives_each_vm_the_keys_vmx_prints() {
         .unwrap()
         .unwrap_err();
     assert!(
-        err.contains("chain as an http:// URL without spaces"),
+        err.contains("edge: chain https://boot.example/c: HTTPS is cut from this ROM"),
         "{err}"
     );
+}
+
+/// A fleet of this ROM file, in `format`, with more arguments.
+fn fleet(rom: &Path, format: &str, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fleet", "--nic", "vmxnet3", "--format", format, "--rom"])
+        .arg(rom)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A small vmxnet3 ROM in its own directory.
+fn small_rom(dir: &Path) -> PathBuf {
+    let rom = dir.join("15ad07b0.rom");
+    let nic = xtask::nic::Nic::by_name("vmxnet3").unwrap();
+    std::fs::write(&rom, crate::hostile::rom_image(nic, 4096)).unwrap();
+    rom
+}
+
+/// Issue 33 item 1: a `--scriptlet` that Ansible would read as Jinja2 (a `{{`, or a
+/// `#jinja2:` header that changes the delimiters) reaches the VM verbatim, read back from the
+/// simulator, and runs nothing on the control node.
+#[test]
+fn a_hostile_scriptlet_reaches_the_vm_verbatim_and_runs_nothing() {
+    let Some(bin) = crate::support::ansible::playbook() else {
+        return;
+    };
+    let Some(vcsim) = Vcsim::start_with(&["-machines", "3"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rom = small_rom(dir.path());
+    let marker = crate::hostile::marker(dir.path());
+    let vm = "DC0_C0_RP0_VM2";
+    let inv = inventory(dir.path(), &[vm.to_string()]);
+    let s = vcsim.session();
+    for payload in crate::hostile::template_payloads(&marker) {
+        let made = fleet(&rom, "ansible", &["--scriptlet", &payload]);
+        ok(&made);
+        let playbook = dir.path().join("ipxe.yml");
+        std::fs::write(&playbook, stdout(&made)).unwrap();
+        let out = run(&bin, &vcsim, &playbook, &inv);
+        assert!(
+            !marker.exists(),
+            "{payload} ran a command:\n{}",
+            stdout(&out)
+        );
+        ok(&out);
+        let got = s.find_vm(vm).unwrap();
+        assert_eq!(
+            got.extra_config.get("guestinfo.ipxe.scriptlet"),
+            Some(&payload)
+        );
+    }
+    // A value the check refuses stops the VM's run before any change, with vmx's message.
+    let before = s.find_vm(vm).unwrap();
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        "http://boot.example/boot.ipxe",
+        "http://u:secret@boot.example/x",
+    );
+    std::fs::write(&inv, text).unwrap();
+    let out = run(&bin, &vcsim, &dir.path().join("ipxe.yml"), &inv);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("ipxe_chain has user info before its host")
+            && !stdout(&out).contains("secret"),
+        "{}",
+        stdout(&out)
+    );
+    let after = s.find_vm(vm).unwrap();
+    assert_eq!(after.extra_config, before.extra_config);
+    assert_eq!(after.firmware, before.firmware);
+    s.logout().unwrap();
+}
+
+/// One VM's values, as the inventory and the Terraform map hold them.
+#[derive(Clone, Debug)]
+struct Values {
+    ip: String,
+    gateway: String,
+    dns: String,
+    chain: String,
+}
+
+impl Values {
+    fn good() -> Values {
+        Values {
+            ip: "10.0.0.11/24".into(),
+            gateway: "10.0.0.1".into(),
+            dns: "10.0.0.200".into(),
+            chain: "http://boot.example/boot.ipxe".into(),
+        }
+    }
+
+    fn with(field: &str, value: &str) -> Values {
+        let mut v = Values::good();
+        *match field {
+            "ip" => &mut v.ip,
+            "gateway" => &mut v.gateway,
+            "dns" => &mut v.dns,
+            _ => &mut v.chain,
+        } = value.to_string();
+        v
+    }
+
+    /// What `vmx` says of these values for a ROM without HTTPS: None where it takes them.
+    fn vmx_error(&self) -> Option<String> {
+        let network = xtask::vm::network::Network::parse(
+            &self.ip,
+            &self.gateway,
+            &self.dns,
+            &self.chain,
+            None,
+        );
+        let network = match network {
+            Ok(n) => n,
+            Err(e) => return Some(format!("{e:#}")),
+        };
+        let req = xtask::vm::vmconfig::Request {
+            nic: xtask::nic::Nic::by_name("vmxnet3").unwrap(),
+            ethernet: 0,
+            rom_path: "/vmfs/volumes/ds/15ad07b0.rom".into(),
+            network,
+            rom: None,
+            rom_has_https: false,
+        };
+        xtask::vm::vmconfig::keys(&req)
+            .err()
+            .map(|e| format!("{e:#}"))
+    }
+}
+
+/// The bad values issue 33 names, and the rules around them: each is refused by vmx.
+fn bad_values() -> Vec<Values> {
+    let cases = [
+        ("ip", "10.0.0.0/24"),
+        ("ip", "10.0.0.255/24"),
+        ("ip", "999.0.0.11/24"),
+        ("ip", "10.0.0.11/0"),
+        ("ip", "10.0.0.11/33"),
+        ("ip", "10.0.0.11"),
+        ("ip", "010.0.0.11/24"),
+        ("ip", "10.0.0.11/+24"),
+        ("gateway", "10.0.1.1"),
+        ("gateway", "10.0.0.11"),
+        ("gateway", "10.0.0.0"),
+        ("gateway", "10.0.0.255"),
+        ("gateway", "gw.example"),
+        ("dns", "dns.example"),
+        ("dns", "1.2.3.256"),
+        ("chain", "http://boot.example/\u{202e}x"),
+        ("chain", "http://boot.example/\u{7f}x"),
+        ("chain", "http://boot.example/\u{200b}x"),
+        ("chain", "http://boot.example/a b"),
+        ("chain", "http://"),
+        ("chain", "http:///x"),
+        ("chain", "boot.ipxe"),
+        ("chain", "tftp://boot.example/x"),
+        ("chain", "ftp://user:secret@boot.example/x"),
+        ("chain", "http://user:secret@boot.example/x"),
+        ("chain", "http://@/x"),
+        ("chain", "http://:80/x"),
+        ("chain", "http://[::1/x"),
+        ("chain", "http://boot.example:99999/x"),
+        ("chain", "https://boot.example/x"),
+    ];
+    cases.iter().map(|(f, v)| Values::with(f, v)).collect()
+}
+
+/// Issue 33 item 8: the playbook's check and Terraform's validation refuse each value vmx
+/// refuses, with vmx's message (its flag named as the consumer names the value), and take
+/// what vmx takes; no message shows the password of a URL.
+#[test]
+fn fleet_refuses_what_vmx_refuses_with_its_message() {
+    let mut cases = bad_values();
+    cases.push(Values::good());
+    cases.push(Values::with("ip", "10.0.0.0/31"));
+    for v in &cases[..cases.len() - 2] {
+        assert!(v.vmx_error().is_some(), "vmx takes {v:?}");
+    }
+    let wrong = disagreements(&cases);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// Where the playbook's check or Terraform's validation says other than vmx of a VM's values:
+/// vmx's message with its flag named as the consumer names the value, or nothing where vmx
+/// takes them. No message may show the password of a URL.
+fn disagreements(cases: &[Values]) -> Vec<String> {
+    let (ansible, terraform) = consumers_on(cases);
+    let mut wrong = Vec::new();
+    for (i, v) in cases.iter().enumerate() {
+        let want = v.vmx_error();
+        let named = |prefix: &str| {
+            want.as_ref().map(|w| {
+                ["ip", "gateway", "dns", "chain"]
+                    .iter()
+                    .fold(w.clone(), |w, f| {
+                        w.replacen(&format!("--{f}"), &format!("{prefix}{f}"), 1)
+                    })
+            })
+        };
+        for (name, got, want) in [
+            ("ansible", &ansible, named("ipxe_")),
+            ("terraform", &terraform, named("")),
+        ] {
+            let Some(got) = got else { continue };
+            if got[i] != want {
+                wrong.push(format!(
+                    "{name} on {v:?}:\n  got  {:?}\n  want {want:?}",
+                    got[i]
+                ));
+            }
+            assert!(
+                !got[i].as_deref().unwrap_or("").contains("secret"),
+                "{name}: {:?}",
+                got[i]
+            );
+        }
+    }
+    wrong
+}
+
+/// Values near the rules' edges: octets with leading zeros or over 255, prefixes from 0 to 33,
+/// gateways in and out of the subnet, and URLs put together from good and bad parts.
+fn near_values() -> impl Strategy<Value = Values> {
+    let octet = prop::sample::select(vec![
+        "0", "1", "10", "11", "255", "256", "010", "999", "00", "x",
+    ]);
+    let prefix = prop::sample::select(vec![
+        "24", "0", "1", "8", "30", "31", "32", "33", "+24", "024", "", "2 4",
+    ]);
+    let ip = (
+        octet.clone(),
+        octet.clone(),
+        prefix,
+        prop::bool::weighted(0.9),
+    )
+        .prop_map(|(c, d, p, slash)| format!("10.0.{c}.{d}{}{p}", if slash { "/" } else { "" }));
+    let gateway = (octet.clone(), octet).prop_map(|(c, d)| format!("10.0.{c}.{d}"));
+    let pick = |v: Vec<&'static str>| prop::sample::select(v);
+    let chain = (
+        pick(vec!["http", "https", "ftp", "HTTP", ""]),
+        pick(vec!["://", "://", ":/", ""]),
+        pick(vec!["", "", "u@", "u:secret@", "@"]),
+        pick(vec![
+            "boot.example",
+            "10.0.0.1",
+            "",
+            "[::1]",
+            "[::1",
+            "h_x",
+            "h\u{202e}x",
+            "b\u{ad}c",
+        ]),
+        pick(vec![
+            "", "", ":80", ":0", ":65535", ":65536", ":99999", ":", ":8a",
+        ]),
+        pick(vec![
+            "/x",
+            "",
+            "/a b",
+            "/\u{7f}",
+            "/\u{200b}",
+            "?q=1",
+            "#f",
+            "/é",
+            "/\u{e0041}",
+        ]),
+    )
+        .prop_map(|(s, sep, u, h, p, path)| format!("{s}{sep}{u}{h}{p}{path}"));
+    let dns = "[0-9.]{1,16}";
+    let good = Values::good();
+    let or_good = |good: String| {
+        move |near: BoxedStrategy<String>| prop_oneof![2 => Just(good.clone()), 1 => near].boxed()
+    };
+    (
+        or_good(good.ip)(ip.boxed()),
+        or_good(good.gateway)(gateway.boxed()),
+        or_good(good.dns)(dns.boxed()),
+        or_good(good.chain)(chain.boxed()),
+    )
+        .prop_map(|(ip, gateway, dns, chain)| Values {
+            ip,
+            gateway,
+            dns,
+            chain,
+        })
+}
+
+/// Issue 33 item 8, as a property: on values near every rule's edge, the playbook's check and
+/// Terraform's validation take and refuse what vmx does, with its messages.
+#[test]
+fn fleet_and_vmx_agree_on_values_near_every_rule() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = near_values();
+    let cases: Vec<Values> = (0..160)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect();
+    let taken = cases.iter().filter(|v| v.vmx_error().is_none()).count();
+    assert!(taken > 5 && taken < 155, "{taken} of 160 taken");
+    let wrong = disagreements(&cases);
+    assert!(
+        wrong.is_empty(),
+        "{} of 160:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// What the playbook's check and Terraform's validation say of each VM's values (None where
+/// the consumer is missing; per VM, None where it takes them).
+type Verdicts = Option<Vec<Option<String>>>;
+
+fn consumers_on(cases: &[Values]) -> (Verdicts, Verdicts) {
+    let dir = tempfile::tempdir().unwrap();
+    let rom = small_rom(dir.path());
+    let name = |i: usize| format!("vm-{i:03}");
+    let ansible = crate::support::ansible::playbook().map(|bin| {
+        let made = fleet(&rom, "ansible", &[]);
+        ok(&made);
+        let playbook = dir.path().join("ipxe.yml");
+        std::fs::write(&playbook, stdout(&made)).unwrap();
+        let q = xtask::vm::quote::yaml;
+        let hosts: String = cases
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "        {}: {{ipxe_ip: {}, ipxe_gateway: {}, ipxe_dns: {}, ipxe_chain: {}}}\n",
+                    name(i),
+                    q(&v.ip),
+                    q(&v.gateway),
+                    q(&v.dns),
+                    q(&v.chain)
+                )
+            })
+            .collect();
+        let inv = dir.path().join("inventory.yml");
+        std::fs::write(
+            &inv,
+            format!(
+                "all:\n  children:\n    ipxe:\n      vars:\n        vsphere_datacenter: DC0\n\
+                 \x20       ipxe_datastore: LocalDS_0\n      hosts:\n{hosts}"
+            ),
+        )
+        .unwrap();
+        let results = crate::support::ansible::run_json(&bin, &playbook, &inv);
+        let (task, hosts) = &results[0];
+        assert_eq!(task, "Check this VM's values in the inventory");
+        (0..cases.len())
+            .map(|i| {
+                let r = &hosts[&name(i)];
+                r["failed"].as_bool().unwrap_or(false).then(|| {
+                    let msg = r["msg"].as_str().unwrap();
+                    let prefix = format!("{}: ", name(i));
+                    msg.strip_prefix(&prefix).unwrap_or(msg).to_string()
+                })
+            })
+            .collect()
+    });
+    let made = fleet(&rom, "terraform", &[]);
+    ok(&made);
+    let text = stdout(&made);
+    let start = text.find("resource \"vsphere_file\"").unwrap();
+    let end = start + text[start..].find("\n}\n").unwrap() + 3;
+    let main_tf = format!("{}{}", &text[..start], &text[end..]);
+    let map: serde_json::Map<String, serde_json::Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let vm = serde_json::json!({"ip": v.ip, "gateway": v.gateway, "dns": v.dns, "chain": v.chain});
+            (name(i), vm)
+        })
+        .collect();
+    let vars = serde_json::json!({"ipxe_datacenter": "DC0", "ipxe_datastore": "LocalDS_0", "ipxe_vms": map});
+    let files = [
+        ("main.tf", main_tf.as_str()),
+        ("terraform.tfvars.json", &vars.to_string()),
+    ];
+    let terraform = crate::support::terraform::console(&files, "length(var.ipxe_vms)").map(|r| {
+        // Terraform wraps its messages: compare them with single spaces.
+        let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let err = flat(&r.err().unwrap_or_default());
+        (0..cases.len())
+            .map(|i| {
+                let tag = format!("{}: ", name(i));
+                let at = err.find(&tag)? + tag.len();
+                let rest = &err[at..];
+                let next = (0..cases.len())
+                    .filter_map(|j| rest.find(&format!(" {}: ", name(j))))
+                    .chain(rest.find(" This was checked by the validation rule"))
+                    .min()
+                    .unwrap_or(rest.len());
+                Some(rest[..next].trim().to_string())
+            })
+            .collect()
+    });
+    (ansible, terraform)
 }

@@ -265,7 +265,7 @@ fn a_profile_value_cannot_become_preprocessor_lines() {
 }
 
 /// A minimal option ROM image: signature, PCIR with the NIC's id, the length in 512-byte units.
-fn rom_image(nic: &Nic, len: usize) -> Vec<u8> {
+pub(crate) fn rom_image(nic: &Nic, len: usize) -> Vec<u8> {
     let mut rom = vec![0u8; len];
     rom[0] = 0x55;
     rom[1] = 0xaa;
@@ -655,8 +655,8 @@ fn govc_through_bash(cases: &[Case]) {
             .map(|c| c.split_terminator('\0').collect())
             .collect();
         let upload = &calls[0];
-        assert_eq!(upload[..3], ["datastore.upload", "-ds", "ds"]);
-        assert_eq!(upload[3], case.rom, "the local ROM path");
+        assert_eq!(upload[..4], ["datastore.upload", "-ds", "ds", "--"]);
+        assert_eq!(upload[4], case.rom, "the local ROM path");
         let change = &calls[1];
         assert_eq!(change[..3], ["vm.change", "-vm", case.vm.as_str()]);
         let got: BTreeMap<String, String> = change[3..]
@@ -690,7 +690,10 @@ fn powercli_output_keeps_a_typographic_quote_inside_its_string() {
         .unwrap();
     ok(&out);
     assert!(
-        stdout(&out).contains("$vm = Get-VM -Name 'web’’; Stop-Computer; ’’'\n"),
+        stdout(&out).contains(
+            "$vm = @(Get-VM -Name ([WildcardPattern]::Escape('web’’; Stop-Computer; ’’')) \
+             | Where-Object { $_.Name -ceq 'web’’; Stop-Computer; ’’' })\n"
+        ),
         "{}",
         stdout(&out)
     );
@@ -846,4 +849,559 @@ fn terraform_reads_back(strings: &[String]) {
         .take(3)
         .collect();
     assert!(wrong.is_empty(), "terraform read other strings: {wrong:?}");
+}
+
+/// Values that run `touch marker` on the control node where Ansible reads them as Jinja2: the
+/// usual openers, and a `#jinja2:` header that changes the delimiters so that no `{{` is left.
+pub(crate) fn template_payloads(marker: &Path) -> Vec<String> {
+    let touch = format!("lookup(*\"pipe|touch {}\".split(\"|\"))", marker.display());
+    vec![
+        format!("#jinja2:variable_start_string:'[[',variable_end_string:']]',x:'[[ {touch} ]]'!"),
+        format!("#jinja2:variable_start_string:'((',variable_end_string:'))',x:'(( {touch} ))'."),
+        format!("{{{{ {touch} }}}}"),
+        format!("{{% set x = {touch} %}}"),
+        "{# a comment #} and a plain value with 'quotes' and \"more\"".to_string(),
+    ]
+}
+
+/// A marker file no other run can have made.
+pub(crate) fn marker(dir: &Path) -> PathBuf {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    dir.join(format!("PWNED-{}-{nanos}", std::process::id()))
+}
+
+/// Issue 33 item 1: Ansible reads every string we print as data, whatever it holds (a `{{`,
+/// or a `#jinja2:` header that changes the delimiters). `ansible-playbook` copies what
+/// `vmx --format ansible` prints for hostile `--scriptlet` and `--rom-path` values into a file
+/// byte for byte, and runs nothing.
+#[test]
+fn ansible_reads_every_vmx_value_as_data() {
+    let Some(bin) = crate::support::ansible::playbook() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let marker = marker(dir.path());
+    let vmx = |format: &str, payload: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["vmx", "--nic", "vmxnet3", "--format", format])
+            .args(["--rom-path", payload, "--scriptlet", payload])
+            .args(ADDRESSES)
+            .args(["--chain", "http://b/x"])
+            .output()
+            .unwrap();
+        ok(&out);
+        stdout(&out)
+    };
+    let payloads = template_payloads(&marker);
+    let mut tasks = String::new();
+    for (i, payload) in payloads.iter().enumerate() {
+        let settings: String = vmx("ansible", payload)
+            .lines()
+            .map(|l| format!("          {l}\n"))
+            .collect();
+        tasks.push_str(&format!(
+            "    - name: case {i}\n      vars:\n        settings:\n{settings}\
+             \x20     ansible.builtin.copy:\n        dest: {}\n        content: \"{{{{ \
+             settings.advanced_settings | items2dict(key_name='key', value_name='value') | \
+             to_json }}}}\"\n      ignore_errors: true\n",
+            dir.path().join(format!("got-{i}.json")).display()
+        ));
+    }
+    let playbook = dir.path().join("copy.yml");
+    fs::write(
+        &playbook,
+        format!(
+            "- hosts: localhost\n  gather_facts: false\n  vars:\n    \
+             ansible_python_interpreter: \"{{{{ ansible_playbook_python }}}}\"\n  tasks:\n{tasks}"
+        ),
+    )
+    .unwrap();
+    let inventory = dir.path().join("inventory.yml");
+    fs::write(
+        &inventory,
+        "all:\n  hosts:\n    localhost: {ansible_connection: local}\n",
+    )
+    .unwrap();
+    crate::support::ansible::run_json(&bin, &playbook, &inventory);
+    assert!(
+        !marker.exists(),
+        "a value ran a command on the control node"
+    );
+    for (i, payload) in payloads.iter().enumerate() {
+        let mut want: BTreeMap<String, String> =
+            serde_json::from_str(&vmx("json", payload)).unwrap();
+        want.remove("ethernet0.virtualDev");
+        let got = fs::read_to_string(dir.path().join(format!("got-{i}.json")))
+            .unwrap_or_else(|e| panic!("case {i}, {payload}: Ansible wrote nothing ({e})"));
+        let got: BTreeMap<String, String> = serde_json::from_str(&got).unwrap();
+        assert_eq!(got, want, "case {i}: {payload}");
+    }
+}
+
+/// `fleet` for a vmxnet3 ROM, with more arguments.
+fn fleet(rom: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["fleet", "--nic", "vmxnet3", "--rom"])
+        .arg(rom)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// `vmx` for a vmxnet3 VM with good values, with more arguments (later flags win).
+fn vmx_with(extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["vmx", "--nic", "vmxnet3"];
+    for (flag, value) in [
+        ("--rom-path", "/vmfs/volumes/ds/r.rom"),
+        ("--chain", "http://b/x"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .args(ADDRESSES)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// A refusal: the message, a non-zero exit, and nothing printed for another tool.
+#[track_caller]
+fn refused(out: &std::process::Output, want: &str) -> String {
+    let err = fails_with(out, want);
+    assert!(out.stdout.is_empty(), "printed on refusal: {}", stdout(out));
+    err
+}
+
+/// Issue 33 item 8: `--group` is a plain inventory group name: Ansible reads `hosts:` as a
+/// host pattern, so `all`, `*`, `web,db`, `~.*` or `!x` would reach other VMs than the group.
+#[test]
+fn fleet_takes_a_plain_group_name_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let rom = dir.path().join("15ad07b0.rom");
+    fs::write(&rom, rom_image(Nic::by_name("vmxnet3").unwrap(), 4096)).unwrap();
+    for group in [
+        "all",
+        "ungrouped",
+        "*",
+        "web*",
+        "web,db",
+        "web:db",
+        "~.*",
+        "!x",
+        "web&db",
+        "",
+        "a b",
+        "9web",
+        "web[0]",
+    ] {
+        let err = refused(&fleet(&rom, &["--group", group]), "--group");
+        assert!(
+            err.contains("is not a plain inventory group name"),
+            "{group}: {err}"
+        );
+    }
+    let out = fleet(&rom, &["--group", "web_servers2"]);
+    ok(&out);
+    assert!(stdout(&out).contains("hosts: !unsafe \"web_servers2\"\n"));
+}
+
+/// Issue 33 item 9: a `--chain` URL carries no user info and has a well-formed host and port;
+/// no error repeats a URL's password.
+#[test]
+fn a_chain_with_user_info_or_a_broken_authority_is_refused() {
+    for (chain, want) in [
+        (
+            "http://user:secret@boot.example/x",
+            "--chain has user info before its host",
+        ),
+        ("http://@/x", "--chain has user info before its host"),
+        ("http://:80/x", "--chain has no host"),
+        ("http://[::1/x", "--chain host '[::1' is not a host name"),
+        (
+            "http://boot.example:99999/x",
+            "--chain has ':99999' after its host where a port (:1 to :65535) may go",
+        ),
+        ("http://boot.example:0/x", "':0' after its host"),
+        ("ftp://user:secret@boot.example/x", "not ftp://"),
+        ("user:secret@boot.example/x", "--chain is not a URL"),
+    ] {
+        let err = refused(&vmx_with(&["--chain", chain]), want);
+        assert!(!err.contains("secret"), "the password was shown: {err}");
+    }
+    for chain in [
+        "http://[fe80::1]:8080/x",
+        "http://boot.example:65535/a?b=c#d",
+        "http://10.0.0.1/x@y",
+    ] {
+        ok(&vmx_with(&["--chain", chain]));
+    }
+}
+
+/// Issue 33 item 9: the invisible and bidirectional characters issue 33 names are refused
+/// wherever control characters are, by position and code point.
+#[test]
+fn invisible_and_bidi_characters_are_refused_wherever_controls_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let rom = dir.path().join("15ad07b0.rom");
+    fs::write(&rom, rom_image(Nic::by_name("vmxnet3").unwrap(), 4096)).unwrap();
+    for c in [
+        '\u{61c}',
+        '\u{200b}',
+        '\u{2060}',
+        '\u{ad}',
+        '\u{fff9}',
+        '\u{e0041}',
+    ] {
+        let code = format!("U+{:04X}", c as u32);
+        for (flag, value) in [
+            ("--scriptlet", format!("chain{c} x")),
+            ("--vm", format!("web{c}")),
+            ("--rom-path", format!("/vmfs/volumes/ds/r{c}.rom")),
+            ("--chain", format!("http://b/{c}x")),
+        ] {
+            let err = refused(&vmx_with(&[flag, &value, "--format", "govc"]), &code);
+            assert!(err.contains(flag), "{err}");
+        }
+        let err = refused(&fleet(&rom, &["--group", &format!("web{c}")]), &code);
+        assert!(err.contains("--group"), "{err}");
+        let err = refused(
+            &fleet(&rom, &["--scriptlet", &format!("chain{c} x")]),
+            &code,
+        );
+        assert!(err.contains("--scriptlet"), "{err}");
+    }
+}
+
+/// Issue 33 item 9: `fleet --rom` is checked as `vmx --rom` is: its path is printed into the
+/// playbook and the Terraform.
+#[test]
+fn fleet_checks_its_rom_path_as_vmx_does() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, want) in [
+        ("r\u{202e}.rom", "--rom has a bidirectional control, U+202E"),
+        ("r\u{200b}.rom", "--rom has an invisible character, U+200B"),
+    ] {
+        let rom = dir.path().join(name);
+        fs::write(&rom, rom_image(Nic::by_name("vmxnet3").unwrap(), 4096)).unwrap();
+        refused(&vmx_with(&["--rom", rom.to_str().unwrap()]), want);
+        for format in ["ansible", "terraform"] {
+            refused(&fleet(&rom, &["--format", format]), want);
+        }
+    }
+}
+
+/// Go's flag package, as govc's commands parse their arguments (`flag.go`, `parseOne`): flags
+/// until `--` or the first argument that is not one; a flag without `=` takes the next one.
+/// Returns the flags and the positional arguments.
+fn go_flags(args: &[&str]) -> (Vec<(String, String)>, Vec<String>) {
+    let mut flags = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let s = args[i];
+        if s.len() < 2 || !s.starts_with('-') {
+            break;
+        }
+        i += 1;
+        if s == "--" {
+            break;
+        }
+        let name = s.strip_prefix("--").unwrap_or(&s[1..]);
+        match name.split_once('=') {
+            Some((n, v)) => flags.push((n.to_string(), v.to_string())),
+            None => {
+                flags.push((name.to_string(), args.get(i).unwrap_or(&"").to_string()));
+                i += 1;
+            }
+        }
+    }
+    let rest = args[i.min(args.len())..].iter().map(|a| a.to_string());
+    (flags, rest.collect())
+}
+
+/// Issue 33 item 9: a local ROM or a datastore path that starts with `-` reaches govc as a
+/// file, not as a flag.
+#[test]
+fn govc_reads_a_path_that_starts_with_a_dash_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("-ds=evil.rom"),
+        rom_image(Nic::by_name("vmxnet3").unwrap(), 4096),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["vmx", "--nic", "vmxnet3", "--format", "govc"])
+        .args([
+            "--rom=-ds=evil.rom",
+            "--rom-path",
+            "/vmfs/volumes/ds/-x.rom",
+        ])
+        .args(ADDRESSES)
+        .args(["--chain", "http://b/x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    ok(&out);
+    let script = format!(
+        "govc() {{ printf '%s\\0' \"$@\"; printf '\\1'; }}\n{}",
+        stdout(&out)
+    );
+    let run = bash(&script);
+    ok(&run);
+    let text = String::from_utf8(run.stdout).unwrap();
+    let upload: Vec<&str> = text
+        .split('\u{1}')
+        .next()
+        .unwrap()
+        .split_terminator('\0')
+        .collect();
+    assert_eq!(upload[0], "datastore.upload");
+    let (flags, files) = go_flags(&upload[1..]);
+    assert_eq!(flags, [("ds".to_string(), "ds".to_string())], "{text:?}");
+    assert_eq!(files, ["-ds=evil.rom", "-x.rom"], "{text:?}");
+}
+
+/// PowerShell's wildcard matching, as `Get-VM -Name` applies it (WildcardPattern, ignoring
+/// case): `*`, `?`, `[abc]` and `[a-z]`, and a backtick before a character makes it literal.
+fn wildcard_match(pattern: &[char], name: &[char]) -> bool {
+    let eq = |a: char, b: char| a.to_lowercase().eq(b.to_lowercase());
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some(('*', rest)) => (0..=name.len()).any(|i| wildcard_match(rest, &name[i..])),
+        Some(('?', rest)) => !name.is_empty() && wildcard_match(rest, &name[1..]),
+        Some(('`', rest)) if !rest.is_empty() => {
+            name.first().is_some_and(|&n| eq(n, rest[0])) && wildcard_match(&rest[1..], &name[1..])
+        }
+        Some(('[', rest)) if rest.contains(&']') => {
+            let end = rest.iter().position(|&c| c == ']').unwrap();
+            let set = &rest[..end];
+            let Some(&n) = name.first() else { return false };
+            let hit = (0..set.len()).any(|i| {
+                if i + 2 < set.len() && set[i + 1] == '-' {
+                    (set[i]..=set[i + 2]).contains(&n)
+                } else {
+                    eq(set[i], n)
+                }
+            });
+            hit && wildcard_match(&rest[end + 1..], &name[1..])
+        }
+        Some((&p, rest)) => {
+            name.first().is_some_and(|&n| eq(n, p)) && wildcard_match(rest, &name[1..])
+        }
+    }
+}
+
+/// The VMs the printed `$vm = ...` line selects from `inventory`, read as PowerShell would:
+/// a single-quoted string, `[WildcardPattern]::Escape(...)` (a backtick before each of
+/// `` *?[]` ``), and a `Where-Object { $_.Name -ceq '...' }` filter.
+fn powercli_selects(line: &str, inventory: &[&str]) -> Vec<String> {
+    let unquote = |s: &str| -> (String, usize) {
+        let mut out = String::new();
+        let chars: Vec<char> = s.chars().collect();
+        assert_eq!(chars[0], '\'', "{s}");
+        let mut i = 1;
+        while i < chars.len() {
+            if chars[i] == '\'' {
+                if chars.get(i + 1) == Some(&'\'') {
+                    out.push('\'');
+                    i += 2;
+                    continue;
+                }
+                let used: usize = chars[..=i].iter().map(|c| c.len_utf8()).sum();
+                return (out, used);
+            }
+            out.push(chars[i]);
+            i += 1;
+        }
+        panic!("unclosed string in {s}");
+    };
+    let rest = line.strip_prefix("$vm = ").expect(line);
+    let rest = rest
+        .trim_start_matches("@(")
+        .trim_start_matches("Get-VM -Name ");
+    let (pattern, rest) = match rest.strip_prefix("([WildcardPattern]::Escape(") {
+        Some(r) => {
+            let (lit, used) = unquote(r);
+            let escaped: String = lit
+                .chars()
+                .flat_map(|c| ("*?[]`".contains(c).then_some('`')).into_iter().chain([c]))
+                .collect();
+            (escaped, &r[used..])
+        }
+        None => {
+            let (lit, used) = unquote(rest);
+            (lit, &rest[used..])
+        }
+    };
+    let pattern: Vec<char> = pattern.chars().collect();
+    let mut picked: Vec<String> = inventory
+        .iter()
+        .filter(|n| wildcard_match(&pattern, &n.chars().collect::<Vec<_>>()))
+        .map(|n| n.to_string())
+        .collect();
+    if let Some(at) = rest.find("Where-Object { $_.Name -ceq ") {
+        let (exact, _) = unquote(&rest[at + "Where-Object { $_.Name -ceq ".len()..]);
+        picked.retain(|n| *n == exact);
+    }
+    picked
+}
+
+/// Issue 33 item 9: `Get-VM -Name` reads `*`, `?` and `[...]` as wildcards and ignores case,
+/// so the printed PowerCLI must select the VM named and no other, and stop unless exactly one
+/// VM has that name. (No PowerShell is packaged for Debian: a model of its wildcards reads it.)
+#[test]
+fn powercli_selects_only_the_vm_named() {
+    let inventory = [
+        "web*", "web1", "webX", "WEB*", "web[1]", "web1]", "w?b", "wab", "web`1", "a'b*", "a'bc",
+    ];
+    for name in ["web*", "web[1]", "w?b", "web`1", "a'b*"] {
+        let out = vmx_with(&["--format", "powercli", "--vm", name]);
+        ok(&out);
+        let text = stdout(&out);
+        let line = text.lines().find(|l| l.starts_with("$vm = ")).unwrap();
+        assert_eq!(powercli_selects(line, &inventory), [name], "{line}");
+        assert!(
+            text.contains("if (@($vm).Count -ne 1) { throw "),
+            "the script stops unless one VM has the name:\n{text}"
+        );
+    }
+}
+
+/// The value of `key` in the Terraform's `locals { ipxe_extra_config = { for ... : name => {
+/// ... } } }`, as hcl-rs evaluates it (a key whose value is not per VM).
+fn tf_fixed_value(text: &str, key: &str) -> Option<String> {
+    use hcl::eval::Evaluate;
+    let body: hcl::Body = hcl::from_str(text).unwrap_or_else(|e| panic!("hcl-rs: {e}\n{text}"));
+    let ctx = hcl::eval::Context::new();
+    let locals = body.blocks().find(|b| b.identifier() == "locals")?;
+    let attr = locals.body().attributes().next()?;
+    let hcl::Expression::ForExpr(f) = attr.expr() else {
+        panic!("not a for expression: {}", attr.expr());
+    };
+    let hcl::Expression::Object(object) = &f.value_expr else {
+        panic!("not an object: {}", f.value_expr);
+    };
+    object.iter().find_map(|(k, v)| {
+        let hcl::ObjectKey::Expression(k) = k else {
+            return None;
+        };
+        (k.evaluate(&ctx).ok()?.as_str()? == key).then(|| {
+            let v = v.evaluate(&ctx).unwrap();
+            v.as_str().unwrap().to_string()
+        })
+    })
+}
+
+/// Issue 33: fleet's outputs under the property test vmx's have. For any scriptlet and ROM
+/// path the validation takes, yaml-rust2 and PyYAML read the playbook's scriptlet and ROM source
+/// back exactly, each tagged `!unsafe`, and hcl-rs reads the Terraform's.
+#[test]
+fn every_fleet_output_survives_its_parser() {
+    use xtask::vm::{
+        deployment::Rom,
+        fleet::{self, Fleet},
+    };
+    let nic = Nic::by_name("vmxnet3").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("15ad07b0.rom");
+    fs::write(&file, rom_image(nic, 4096)).unwrap();
+    let rom = Rom::load(&file, nic).unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let accepted = std::sync::Mutex::new(Vec::new());
+    runner
+        .run(&(hostile_string(), hostile_string()), |(scriptlet, src)| {
+            let f = |format| {
+                let src = Path::new(&src);
+                let f = Fleet {
+                    nic,
+                    ethernet: 0,
+                    rom: &rom,
+                    rom_src: src,
+                    scriptlet: Some(scriptlet.clone()),
+                    group: "ipxe".into(),
+                };
+                fleet::render(&f, format)
+            };
+            let (Ok(playbook), Ok(tf)) = (f(fleet::Format::Ansible), f(fleet::Format::Terraform))
+            else {
+                return Ok(());
+            };
+            let yaml = xtask::vm::quote::yaml;
+            prop_assert!(
+                playbook.contains(&format!("value: {}\n", yaml(&scriptlet)))
+                    && playbook.contains(&format!("ipxe_rom_src: {}\n", yaml(&src)))
+                    && yaml(&scriptlet).starts_with("!unsafe \""),
+                "{}",
+                playbook
+            );
+            let docs = yaml_rust2::YamlLoader::load_from_str(&playbook)
+                .map_err(|e| TestCaseError::fail(format!("yaml-rust2: {e}\n{playbook}")))?;
+            let play = &docs[0][0];
+            prop_assert_eq!(play["vars"]["ipxe_rom_src"].as_str(), Some(src.as_str()));
+            let set = play["tasks"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .find_map(|t| t["community.vmware.vmware_guest"]["advanced_settings"].as_vec())
+                .unwrap();
+            let got = set
+                .iter()
+                .find(|s| s["key"].as_str() == Some("guestinfo.ipxe.scriptlet"))
+                .and_then(|s| s["value"].as_str());
+            prop_assert_eq!(got, Some(scriptlet.as_str()));
+            let tf_got = tf_fixed_value(&tf, "guestinfo.ipxe.scriptlet");
+            prop_assert_eq!(tf_got.as_deref(), Some(scriptlet.as_str()));
+            accepted.lock().unwrap().push((playbook, scriptlet, src));
+            Ok(())
+        })
+        .unwrap();
+    let accepted = accepted.into_inner().unwrap();
+    assert!(accepted.len() > 50, "only {} accepted", accepted.len());
+    let Some(py) = python_with_yaml() else {
+        skip(
+            "no python3 with PyYAML (apt-get install python3-yaml); yaml-rust2 read the playbooks",
+        );
+        return;
+    };
+    let mut want = Vec::new();
+    for (i, (playbook, scriptlet, src)) in accepted.iter().enumerate() {
+        fs::write(dir.path().join(format!("{i}.yml")), playbook).unwrap();
+        want.push([scriptlet, src]);
+    }
+    fs::write(
+        dir.path().join("want.json"),
+        serde_json::to_string(&want).unwrap(),
+    )
+    .unwrap();
+    let check = "import json, sys, yaml\n\
+        tags = []\n\
+        def unsafe(loader, node):\n    tags.append(node.value)\n    return loader.construct_scalar(node)\n\
+        yaml.SafeLoader.add_constructor('!unsafe', unsafe)\n\
+        want = json.load(open(sys.argv[2], encoding='utf-8'))\n\
+        for i, (scriptlet, src) in enumerate(want):\n\
+        \x20   tags.clear()\n\
+        \x20   play = yaml.safe_load(open(f'{sys.argv[1]}/{i}.yml', encoding='utf-8'))[0]\n\
+        \x20   assert play['vars']['ipxe_rom_src'] == src, (i, src)\n\
+        \x20   task = [t for t in play['tasks'] if 'community.vmware.vmware_guest' in t][0]\n\
+        \x20   s = task['community.vmware.vmware_guest']['advanced_settings']\n\
+        \x20   got = [x['value'] for x in s if x['key'] == 'guestinfo.ipxe.scriptlet']\n\
+        \x20   assert got == [scriptlet], (i, got, scriptlet)\n\
+        \x20   assert scriptlet in tags and src in tags, (i, 'not tagged !unsafe')\n";
+    let out = Command::new(py)
+        .args(["-c", check])
+        .arg(dir.path())
+        .arg(dir.path().join("want.json"))
+        .output()
+        .unwrap();
+    ok(&out);
 }

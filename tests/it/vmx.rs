@@ -212,6 +212,7 @@ fn govc_commands_give_govc_the_json_keys() {
                 "datastore.upload",
                 "-ds",
                 "data store 1",
+                "--",
                 &file,
                 &format!("ipxe/{file}")
             ]

@@ -35,7 +35,8 @@ pub fn console(files: &[(&str, &str)], expr: &str) -> Option<Result<serde_json::
         .write_all(line.as_bytes())
         .unwrap();
     let out = console.wait_with_output().unwrap();
-    if !out.status.success() {
+    // Console goes on after a variable's validation fails, and exits 0: its errors tell.
+    if !out.status.success() || stderr(&out).contains("Error: ") {
         return Some(Err(format!("{}{}", stdout(&out), stderr(&out))));
     }
     let b64 = stdout(&out).trim().trim_matches('"').to_string();

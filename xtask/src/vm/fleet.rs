@@ -12,14 +12,14 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 
 use crate::{
     nic::Nic,
     vm::{
         deployment::{self, Rom, Target},
-        network::Network,
-        quote,
+        network::{Network, MESSAGES, WHITESPACE_CHARS},
+        quote::{self, FORBIDDEN},
     },
 };
 
@@ -73,6 +73,14 @@ const PER_VM: &[(&str, &str, &str)] = &[
 const ANSIBLE: &str = include_str!("fleet.yml");
 const TERRAFORM: &str = include_str!("fleet.tf");
 
+/// The check of each VM's values from the inventory or the map, as `vm::network` checks them:
+/// in Jinja (the playbook's assert) and as a Terraform expression (the map's validation).
+const ANSIBLE_CHECK: &str = include_str!("fleet_check.j2");
+const TERRAFORM_CHECK: &str = include_str!("fleet_check.hcl");
+
+/// A dotted-quad IPv4 address as Rust's `Ipv4Addr` reads one: no leading zeros, none over 255.
+const IPV4: &str = "^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])([.](25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$";
+
 /// The keys every VM gets, as (key, value) in the format's own syntax: what `deploy` sets,
 /// with the per-VM values as expressions and the rest fixed and quoted.
 pub fn settings(f: &Fleet, format: Format) -> Result<Vec<(String, String)>> {
@@ -100,10 +108,7 @@ pub fn settings(f: &Fleet, format: Format) -> Result<Vec<(String, String)>> {
         Format::Terraform => quote::hcl,
     };
     let rom_path = match format {
-        Format::Ansible => format!(
-            "\"/vmfs/volumes/{{{{ ipxe_datastore }}}}/{}\"",
-            f.rom.datastore_path()
-        ),
+        Format::Ansible => "\"{{ ipxe_rom_key }}\"".to_string(),
         Format::Terraform => format!(
             "\"/vmfs/volumes/${{var.ipxe_datastore}}/{}\"",
             f.rom.datastore_path()
@@ -127,9 +132,33 @@ pub fn settings(f: &Fleet, format: Format) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+/// `hosts:` takes a host pattern: `all`, `*`, `web,db`, `~re`, `!x` or `a:&b` reach other
+/// hosts than one group's. A plain name, as Ansible's inventory takes without a warning, is
+/// only that group.
+fn check_group(group: &str) -> Result<()> {
+    quote::check_text("--group", group)?;
+    let plain = group.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && group.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain || matches!(group, "all" | "ungrouped") {
+        bail!(
+            "--group '{}' is not a plain inventory group name: Ansible reads it as a host \
+             pattern, which can pick other hosts than one group's (all, ungrouped, *, ?, [...], \
+             commas, :, &, ! and ~); name one group, with letters, digits and _ and not a digit \
+             first",
+            group.escape_debug()
+        );
+    }
+    Ok(())
+}
+
 /// The fleet's playbook or Terraform.
 pub fn render(f: &Fleet, format: Format) -> Result<String> {
-    quote::check_text("--group", &f.group)?;
+    check_group(&f.group)?;
+    let src = f
+        .rom_src
+        .to_str()
+        .with_context(|| format!("--rom {} is not UTF-8", f.rom_src.display()))?;
+    quote::check_text("--rom", src)?;
     let mut lines = String::new();
     let settings = settings(f, format)?;
     let width = settings.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
@@ -143,6 +172,7 @@ pub fn render(f: &Fleet, format: Format) -> Result<String> {
         Format::Ansible => (quote::yaml, ANSIBLE),
         Format::Terraform => (quote::hcl, TERRAFORM),
     };
+    let check = check(format, f.rom.https);
     let values = [
         ("@GROUP_TEXT@", f.group.clone()),
         ("@GROUP@", quote::yaml(&f.group)),
@@ -154,25 +184,104 @@ pub fn render(f: &Fleet, format: Format) -> Result<String> {
         ("@ETH@", f.ethernet.to_string()),
         ("@UNIT@", (7 + u32::from(f.ethernet)).to_string()),
         ("@TOOL@", f.nic.tool_type.to_string()),
-        ("@SRC@", quote(&f.rom_src.display().to_string())),
+        ("@SRC@", quote(src)),
         ("@PATH@", quote(&f.rom.datastore_path())),
         ("@HTTPS@", f.rom.https.to_string()),
-        (
-            "@SCHEMES@",
-            if f.rom.https { "https?" } else { "http" }.into(),
-        ),
-        (
-            "@SCHEME_TEXT@",
-            if f.rom.https {
-                "http:// or https://"
-            } else {
-                "http://"
-            }
-            .into(),
-        ),
+        ("@CHECK@", check.clone()),
+        ("@PROBLEMS@", check),
         ("@SETTINGS@", lines),
     ];
     Ok(fill(template, &values))
+}
+
+/// A character class of ranges, in a consumer's regex syntax and string literal.
+type Class = fn(&[(char, char)], bool) -> String;
+
+/// The check of a VM's values in the consumer's language, with vmx's messages and character
+/// classes written into it.
+fn check(format: Format, https: bool) -> String {
+    let forbidden: Vec<(char, char)> = FORBIDDEN.iter().map(|&(a, b, _)| (a, b)).collect();
+    let (template, text, class): (_, fn(&str) -> String, Class) = match format {
+        Format::Ansible => (ANSIBLE_CHECK, jinja_string, python_class),
+        Format::Terraform => (TERRAFORM_CHECK, quote::hcl, re2_class),
+    };
+    let mut values = vec![
+        ("@FORBIDDEN@".to_string(), class(&forbidden, false)),
+        ("@NOT_FORBIDDEN@".to_string(), class(&forbidden, true)),
+        ("@WHITESPACE@".to_string(), class(WHITESPACE_CHARS, false)),
+        (
+            "@NOT_WHITESPACE@".to_string(),
+            class(WHITESPACE_CHARS, true),
+        ),
+        ("@KIND@".to_string(), kind(format)),
+        ("@CODE@".to_string(), HCL_CODE_POINT.to_string()),
+        ("@V4@".to_string(), text(IPV4)),
+        ("@HTTPS@".to_string(), https.to_string()),
+    ];
+    for (name, message) in MESSAGES {
+        values.push((format!("@M_{name}@"), text(message)));
+    }
+    let values: Vec<(&str, String)> = values
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    fill(template, &values).trim_end().to_string()
+}
+
+/// The code point of the one-character string `c`, in Terraform, which has no `ord`: its
+/// UTF-8 bytes from `urlencode` (which writes a space as `+`), decoded.
+const HCL_CODE_POINT: &str = "[for b in [[for h in split(\"%\", c == \" \" ? \"%20\" : urlencode(c)) : \
+    parseint(h, 16) if h != \"\"]] : [for q in [concat(b, [128, 128, 128])] : length(b) == 1 ? q[0] : \
+    length(b) == 2 ? (q[0] - 192) * 64 + q[1] - 128 : length(b) == 3 ? (q[0] - 224) * 4096 + \
+    (q[1] - 128) * 64 + q[2] - 128 : (q[0] - 240) * 262144 + (q[1] - 128) * 4096 + (q[2] - 128) \
+    * 64 + q[3] - 128][0]][0]";
+
+/// A Jinja2 string literal: Jinja reads backslash escapes in one as Python does.
+fn jinja_string(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A Python regex character class of these ranges (or of all others, anchored, for the text
+/// before the first of them), as a Jinja2 string literal whose `\U` escapes Jinja reads.
+fn python_class(ranges: &[(char, char)], before: bool) -> String {
+    let set: String = ranges
+        .iter()
+        .map(|&(a, b)| format!("\\U{:08x}-\\U{:08x}", a as u32, b as u32))
+        .collect();
+    if before {
+        format!("'^[^{set}]*'")
+    } else {
+        format!("'[{set}]'")
+    }
+}
+
+/// The same class for RE2 (Terraform's `regex`), as an HCL string.
+fn re2_class(ranges: &[(char, char)], before: bool) -> String {
+    let set: String = ranges
+        .iter()
+        .map(|&(a, b)| format!("\\x{{{:x}}}-\\x{{{:x}}}", a as u32, b as u32))
+        .collect();
+    quote::hcl(&if before {
+        format!("^[^{set}]*")
+    } else {
+        format!("[{set}]")
+    })
+}
+
+/// The kind of the forbidden character with code point `n`, as the consumer writes it.
+fn kind(format: Format) -> String {
+    let mut out = String::new();
+    for &(a, b, kind) in FORBIDDEN {
+        let (a, b) = (a as u32, b as u32);
+        let _ = match format {
+            Format::Ansible => write!(out, "'{kind}' if {a} <= n <= {b} else "),
+            Format::Terraform => write!(out, "n >= {a} && n <= {b} ? \"{kind}\" : "),
+        };
+    }
+    match format {
+        Format::Ansible => format!("({out}'')"),
+        Format::Terraform => format!("({out}\"\")"),
+    }
 }
 
 /// Where Terraform sets the adapter type: the provider's `adapter_type`, where it has this one.
@@ -216,6 +325,18 @@ fn fill(template: &str, values: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checks_are_filled_in_full() {
+        for (format, https) in [(Format::Ansible, true), (Format::Terraform, false)] {
+            let text = check(format, https);
+            let left =
+                text.split('@').skip(1).step_by(2).find(|w| {
+                    !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                });
+            assert_eq!(left, None, "{text}");
+        }
+    }
 
     #[test]
     fn the_template_is_filled_in_one_pass() {

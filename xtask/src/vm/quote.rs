@@ -5,29 +5,74 @@
 use anyhow::{bail, Result};
 use unicode_normalization::UnicodeNormalization;
 
-/// Refuses control characters (C0, DEL, C1), line and paragraph separators, the byte-order
-/// mark and bidirectional controls: a VMware key holds one line of text, and a bidi control
-/// makes printed code read differently from what runs. The error names the character and its
-/// position (counted in characters from 1). Text must also be in Unicode NFC: Terraform
-/// normalizes every string literal, so it would set another value than the other formats.
-pub fn check_text(what: &str, value: &str) -> Result<()> {
-    for (n, c) in value.chars().enumerate() {
-        let kind = match c {
-            c if c.is_control() => "a control character",
-            '\u{2028}' | '\u{2029}' => "a line separator",
-            '\u{feff}' => "a byte-order mark",
-            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
-                "a bidirectional control"
-            }
-            _ => continue,
+use crate::vm::network::{say, Arg, CHARACTER};
+
+/// What no value may hold, as (first, last, kind): a VMware key holds one line of text, a bidi
+/// control makes printed code read differently from what runs, and an invisible character
+/// makes two different values look alike. `fleet` writes these ranges into the playbook's and
+/// Terraform's checks of the values that come from the inventory.
+pub const FORBIDDEN: &[(char, char, &str)] = &[
+    ('\u{0}', '\u{1f}', "a control character"),
+    ('\u{7f}', '\u{9f}', "a control character"),
+    ('\u{ad}', '\u{ad}', "an invisible character"),
+    ('\u{34f}', '\u{34f}', "an invisible character"),
+    ('\u{61c}', '\u{61c}', "a bidirectional control"),
+    ('\u{115f}', '\u{1160}', "an invisible character"),
+    ('\u{17b4}', '\u{17b5}', "an invisible character"),
+    ('\u{180b}', '\u{180f}', "an invisible character"),
+    ('\u{200b}', '\u{200d}', "an invisible character"),
+    ('\u{200e}', '\u{200f}', "a bidirectional control"),
+    ('\u{2028}', '\u{2029}', "a line separator"),
+    ('\u{202a}', '\u{202e}', "a bidirectional control"),
+    ('\u{2060}', '\u{2065}', "an invisible character"),
+    ('\u{2066}', '\u{2069}', "a bidirectional control"),
+    ('\u{206a}', '\u{206f}', "an invisible character"),
+    ('\u{3164}', '\u{3164}', "an invisible character"),
+    ('\u{fe00}', '\u{fe0f}', "an invisible character"),
+    ('\u{feff}', '\u{feff}', "a byte-order mark"),
+    ('\u{ffa0}', '\u{ffa0}', "an invisible character"),
+    ('\u{fff0}', '\u{fffb}', "an invisible character"),
+    ('\u{1bca0}', '\u{1bca3}', "an invisible character"),
+    ('\u{1d173}', '\u{1d17a}', "an invisible character"),
+    ('\u{e0000}', '\u{e0fff}', "an invisible character"),
+];
+
+/// The kind of character `c` is where no value may hold it.
+pub fn forbidden(c: char) -> Option<&'static str> {
+    FORBIDDEN
+        .iter()
+        .find(|(lo, hi, _)| (*lo..=*hi).contains(&c))
+        .map(|(.., kind)| *kind)
+}
+
+/// Refuses the characters of [`FORBIDDEN`]; the error names the character and its position
+/// (counted in characters from 1), in the words the playbook and Terraform use too.
+pub fn check_chars(what: &str, value: &str) -> Result<()> {
+    if let Some((n, c, kind)) = value
+        .chars()
+        .enumerate()
+        .find_map(|(n, c)| Some((n, c, forbidden(c)?)))
+    {
+        let hint = if what == "--scriptlet" {
+            " (put several iPXE commands on one line, joined by &&)"
+        } else {
+            ""
         };
-        bail!(
-            "{what} has {kind}, U+{:04X}, at character {}: VMware keys hold one line of \
-             printable text; remove it (put several iPXE commands on one line, joined by &&)",
-            c as u32,
-            n + 1
-        );
+        let args = [
+            Arg::S(what),
+            Arg::S(kind),
+            Arg::N(c as u64),
+            Arg::N(n as u64 + 1),
+        ];
+        bail!("{}{hint}", say(CHARACTER, &args));
     }
+    Ok(())
+}
+
+/// [`check_chars`], and text must also be in Unicode NFC: Terraform normalizes every string
+/// literal, so it would set another value than the other formats.
+pub fn check_text(what: &str, value: &str) -> Result<()> {
+    check_chars(what, value)?;
     if !value.nfc().eq(value.chars()) {
         let n = value
             .chars()
@@ -68,8 +113,9 @@ pub fn hcl(v: &str) -> String {
 }
 
 /// A YAML double-quoted scalar. Everything outside YAML's printable set, and every line break
-/// (which a double-quoted scalar would fold into a space), is a `\u` escape. Tagged `!unsafe`
-/// where Ansible would otherwise read Jinja2 in it.
+/// (which a double-quoted scalar would fold into a space), is a `\u` escape. Always tagged
+/// `!unsafe`: Ansible reads Jinja2 in a string that holds `{{`, and in one that opens with a
+/// `#jinja2:` header changing the delimiters, so no test of the text could tell data apart.
 pub fn yaml(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -87,11 +133,7 @@ pub fn yaml(v: &str) -> String {
         }
     }
     out.push('"');
-    if ["{{", "{%", "{#"].iter().any(|j| v.contains(j)) {
-        format!("!unsafe {out}")
-    } else {
-        out
-    }
+    format!("!unsafe {out}")
 }
 
 /// PowerShell's single quotes: `'` and U+2018 to U+201B all open and close such a string (its
@@ -191,7 +233,15 @@ mod tests {
             err.contains("bidirectional control, U+202E, at character 3"),
             "{err}"
         );
-        for bad in ["\u{7f}", "\u{85}", "\u{9f}", "\u{2028}", "\u{feff}"] {
+        for bad in [
+            "\u{7f}",
+            "\u{85}",
+            "\u{9f}",
+            "\u{2028}",
+            "\u{feff}",
+            "\u{61c}",
+            "\u{e0041}",
+        ] {
             assert!(check_text("x", bad).is_err(), "{bad:?}");
         }
         check_text("x", "ünïcödé ${filename} 'q' \"dq\" ’").unwrap();
@@ -200,6 +250,13 @@ mod tests {
             err.contains("not in Unicode NFC (U+0065 at character 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn yaml_tags_every_string_unsafe() {
+        for v in ["", "plain", "#jinja2:variable_start_string:'[['", "{{ x }}"] {
+            assert!(yaml(v).starts_with("!unsafe \""), "{v}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     record::{Manifest, MANIFEST},
     util,
     vm::{
-        network::Network,
+        network::{say, Arg, Network, NO_HTTPS},
         quote::{self, check_text},
     },
 };
@@ -140,11 +140,8 @@ pub fn rom_facts(path: &Path, nic: &Nic) -> Result<(RomFacts, bool)> {
 pub fn keys(req: &Request) -> Result<BTreeMap<String, String>> {
     let net = &req.network;
     if net.needs_https() && !req.rom_has_https {
-        bail!(
-            "--chain {}: HTTPS is cut from this ROM to fit VMware's 64 KiB limit; serve the \
-             script over http://, or build a profile with HTTPS and pass its ROM with --rom",
-            net.chain
-        );
+        let args = [Arg::S("--chain"), Arg::S(&net.chain)];
+        bail!(say(NO_HTTPS, &args));
     }
     if req.ethernet > MAX_ETHERNET {
         bail!(
@@ -320,9 +317,10 @@ fn govc(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
         .and_then(|p| p.strip_prefix("/vmfs/volumes/"))
         .and_then(|p| p.split_once('/'))
     {
+        // `--` ends govc's flags (Go's flag package): a path that starts with `-` is a file.
         let _ = writeln!(
             out,
-            "govc datastore.upload -ds {} {} {}",
+            "govc datastore.upload -ds {} -- {} {}",
             quote::shell(ds),
             quote::shell(&ctx.local_rom),
             quote::shell(path)
@@ -342,12 +340,18 @@ fn govc(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
 /// `New-AdvancedSetting` commands and a reconfiguration to BIOS firmware.
 fn powercli(keys: &BTreeMap<String, String>, ctx: &RenderContext) -> String {
     let mut out = String::new();
-    match &ctx.vm {
-        Some(vm) => {
-            let _ = writeln!(out, "$vm = Get-VM -Name {}", quote::powershell(vm));
-        }
-        None => out.push_str("$vm = Get-VM -Name $VMName\n"),
-    }
+    // Get-VM -Name reads `*`, `?` and `[...]` as wildcards and ignores case: the name is
+    // escaped for its wildcards, the match made exact, and one VM required.
+    let name = ctx
+        .vm
+        .as_deref()
+        .map_or("$VMName".to_string(), quote::powershell);
+    let _ = writeln!(
+        out,
+        "$vm = @(Get-VM -Name ([WildcardPattern]::Escape({name})) | Where-Object {{ $_.Name -ceq {name} }})\n\
+         if (@($vm).Count -ne 1) {{ throw \"$(@($vm).Count) VMs have this name: give the name of one\" }}\n\
+         $vm = $vm[0]"
+    );
     for (k, v) in keys {
         let _ = writeln!(
             out,
