@@ -416,6 +416,11 @@ fn serial_has_report(serial: &Path) -> bool {
 
 /// The last line that ends in an iPXE error URL, with rows the 80-column screen wrapped joined.
 pub fn ipxe_error(screen: &str) -> Option<String> {
+    ipxe_errors(screen).pop()
+}
+
+/// Every line with an iPXE error URL, in screen order, with wrapped rows joined.
+pub fn ipxe_errors(screen: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut wrapped = false;
     for row in screen.lines() {
@@ -427,9 +432,9 @@ pub fn ipxe_error(screen: &str) -> Option<String> {
     }
     lines
         .into_iter()
-        .rev()
-        .find(|l| l.contains("(https://ipxe.org/"))
+        .filter(|l| l.contains("(https://ipxe.org/"))
         .map(|l| l.trim().to_string())
+        .collect()
 }
 
 /// The QEMU command line both boots share: the NIC with the ROM, user networking, the monitor.
@@ -785,6 +790,8 @@ mod tests {
             ipxe_error("iPXE (https://ipxe.org) 00:03.0\nNo bootable device."),
             None
         );
+        let two = format!("a... Not found (https://ipxe.org/1)\n{screen}");
+        assert_eq!(ipxe_errors(&two).len(), 2, "every error, in order");
     }
 
     #[test]
