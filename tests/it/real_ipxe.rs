@@ -3,6 +3,8 @@
 
 use std::{fs, path::PathBuf};
 
+mod hostile_net;
+
 use crate::support::*;
 use xtask::{cache::Cache, check::romcheck, nic::Nic, record::Manifest, source, source::pin::Pin};
 

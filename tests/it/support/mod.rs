@@ -1,6 +1,7 @@
 //! Shared pieces of the end-to-end tests: a tiny iPXE-shaped source tree, a project around it,
 //! a loopback HTTP server, the builder's base image, and a runner for the real binary.
 
+pub mod hostile_net;
 pub mod pki;
 pub mod terraform;
 pub mod vcsim;
