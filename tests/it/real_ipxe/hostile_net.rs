@@ -1,14 +1,16 @@
-//! The default ROM against a hostile network: a rogue DHCP server on the guest's segment. The
-//! ROM must refuse what is malformed, boot from the good server, and end within the time limit.
-//! Nothing here names an iPXE version or error code: the tests hold whatever the project pins.
+//! The default ROM against a hostile network: a rogue DHCP server on the guest's segment, and
+//! an HTTP server whose chunk sizes and Content-Length run up to 2^32. The ROM must refuse
+//! what is malformed, boot from the good server, and end within the time limit. Nothing here
+//! names an iPXE version or error code: the tests hold whatever the project pins.
 
 use std::{
+    fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use super::{boot_rows, have, Real};
+use super::{boot_rows, have, vmx_json, Real};
 use crate::support::{hostile_net::*, *};
 use xtask::boot::qemu;
 
@@ -121,5 +123,130 @@ fn a_rogue_dhcp_server_is_refused_and_the_rom_boots_from_the_good_one() {
         "rogue DHCP: {} DISCOVERs answered, {} short and {} unterminated answers at the NIC \
          before the DHCPREQUEST; first request {}\n",
         log.discovers, seen.short, seen.unterminated, row["first-req"]
+    ));
+}
+
+/// The hostile responses, each with a script in its body that would fetch `/executed` from
+/// this server if the ROM ever ran it.
+fn hostile_responses(port: u16) -> Vec<Hostile> {
+    let canary = format!("#!ipxe\nchain http://10.0.2.2:{port}/executed\n");
+    let (first, rest) = canary.split_at(16);
+    let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let length = |n: u32| format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n{canary}");
+    [
+        (
+            "/chunk-ffffffff",
+            format!("{chunked}ffffffff\r\n{canary}"),
+            Then::Hold,
+        ),
+        (
+            "/chunk-fffffff0",
+            format!("{chunked}fffffff0\r\n{canary}"),
+            Then::Close,
+        ),
+        // A 16-byte chunk, then one that takes the running length to 2^32, which is 0 in 32 bits.
+        (
+            "/chunk-wraps",
+            format!("{chunked}10\r\n{first}\r\nfffffff0\r\n{rest}"),
+            Then::Close,
+        ),
+        ("/length-4294967295", length(u32::MAX), Then::Hold),
+        ("/length-4294967294", length(u32::MAX - 1), Then::Close),
+    ]
+    .into_iter()
+    .map(|(path, response, then)| Hostile {
+        path: path.into(),
+        response: response.into_bytes(),
+        then,
+    })
+    .collect()
+}
+
+#[test]
+fn lengths_near_2_to_the_32_are_refused_and_the_rom_chains_the_good_script() {
+    let Some(real) = Real::find() else { return };
+    if !have_qemu() {
+        return;
+    }
+    let rom = default_rom(&real, "hostile-http-rom");
+    let server = HostileHttp::start(PEER_LIMIT, hostile_responses);
+    let hostile = hostile_responses(server.port);
+    // iPXE runs `a && b || c` left to right on the last status: each hostile chain runs once
+    // the one before it failed, and `chain ${filename}` (boot-test's script) after the last.
+    let urls: Vec<String> = hostile
+        .iter()
+        .map(|h| format!("http://10.0.2.2:{}{}", server.port, h.path))
+        .collect();
+    let scriptlet = format!(
+        "ifopen net0 && chain {} || chain ${{filename}}",
+        urls.join(" || chain ")
+    );
+    let port = free_port();
+    let good = format!("http://10.0.2.2:{port}/boot.ipxe");
+    let keys = real.out("hostile-http.json");
+    let json = vmx_json(&real, "vmxnet3", &rom, &good, &["--scriptlet", &scriptlet]);
+    fs::write(&keys, json).unwrap();
+    let kept = real.out("hostile-http");
+    let run = real.xtask(&[
+        "boot-test",
+        "--rom",
+        rom.to_str().unwrap(),
+        "--path",
+        "guestinfo",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "90",
+        "--keep",
+        kept.to_str().unwrap(),
+    ]);
+    let visits = server.finish();
+    let text = stdout(&run);
+    let screen = fs::read_to_string(kept.join("boot-0-guestinfo/screen.txt")).unwrap_or_default();
+    let errors = qemu::ipxe_errors(&screen);
+    eprintln!(
+        "{text}\nthe hostile server: {visits:?}\niPXE's errors:\n{}",
+        errors.join("\n")
+    );
+    for h in &hostile {
+        let visit = visits.iter().find(|v| v.path == h.path);
+        assert!(visit.is_some(), "the ROM never fetched {}:\n{text}", h.path);
+        // Refused cleanly: iPXE's error on screen, and a response held open was hung up on.
+        assert!(
+            errors.iter().any(|e| e.contains(&h.path)),
+            "no iPXE error for {} on screen:\n{screen}",
+            h.path
+        );
+        if h.then == Then::Hold {
+            assert!(
+                visit.is_some_and(|v| v.hung_up),
+                "the ROM waited on {} until the server closed\n{text}",
+                h.path
+            );
+        }
+    }
+    // Nothing of theirs ran: a script from their bodies would have fetched /executed.
+    let others: Vec<&Visit> = visits
+        .iter()
+        .filter(|v| !hostile.iter().any(|h| h.path == v.path))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the ROM also fetched {others:?}:\n{text}"
+    );
+    // Then boot-test's script, fetched and reported back from guestinfo, in time.
+    ok(&run);
+    let row = &boot_rows(&text)[0];
+    assert_eq!(
+        [&row["booted"], &row["address"], &row["dhcp"], &row["http"]],
+        ["yes", "10.0.2.15", "0", "2"],
+        "{text}"
+    );
+    ci_report(&format!(
+        "hostile HTTP: the good script requested after {}; iPXE said:\n{}\n",
+        row["first-req"],
+        errors.join("\n")
     ));
 }

@@ -1,12 +1,14 @@
 //! Hostile peers for the boot tests: a rogue DHCP server on the guest's segment (the socket
-//! `boot-test --lan-peer` puts on QEMU's hub). Each runs in a thread of the test, on loopback
-//! only, bounded in time and in what it answers, and stops when dropped.
+//! `boot-test --lan-peer` puts on QEMU's hub) and an HTTP server whose lengths run up to 2^32.
+//! Each runs in a thread of the test, on loopback only, bounded in time and in what it answers,
+//! and stops when dropped.
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    io::{ErrorKind, Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket},
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread,
     time::{Duration, Instant},
@@ -24,7 +26,7 @@ const COOKIE: [u8; 4] = [99, 130, 83, 99];
 /// The most DHCPDISCOVERs the rogue answers.
 const MOST_DISCOVERS: usize = 100;
 
-/// Polls the stop flag this often while waiting for a frame.
+/// Polls the stop flag this often while waiting for a frame or a connection.
 const POLL: Duration = Duration::from_millis(100);
 
 /// The value of a DHCP option in a well-formed BOOTP payload; None where the payload has no
@@ -239,6 +241,136 @@ fn answer_discovers(socket: &UdpSocket, stop: &AtomicBool, until: Instant) -> Ro
         }
     }
     log
+}
+
+/// How a hostile response goes on after its bytes: the server closes, or holds the
+/// connection open (up to [`HOLD`]) to see whether the ROM hangs up first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    Close,
+    Hold,
+}
+
+/// The longest the server holds a connection: well past the moment a ROM that refuses the
+/// response hangs up, well under the boot's time limit.
+pub const HOLD: Duration = Duration::from_secs(20);
+
+/// One path's hostile response.
+pub struct Hostile {
+    pub path: String,
+    pub response: Vec<u8>,
+    pub then: Then,
+}
+
+/// One request the server answered.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub path: String,
+    /// The client closed the connection while the server held it.
+    pub hung_up: bool,
+}
+
+/// An HTTP server on 127.0.0.1 with a hostile response for each of its paths (404 for any
+/// other), one connection at a time, as iPXE fetches.
+pub struct HostileHttp {
+    pub port: u16,
+    visits: Arc<Mutex<Vec<Visit>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl HostileHttp {
+    /// Serves what `responses` makes for the server's port, for at most `limit`.
+    pub fn start(limit: Duration, responses: impl FnOnce(u16) -> Vec<Hostile>) -> HostileHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let responses = responses(port);
+        let visits = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, flag) = (visits.clone(), stop.clone());
+        let until = Instant::now() + limit;
+        let thread = thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) && Instant::now() < until {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        if let Some(v) = answer(stream, &responses, &flag) {
+                            log.lock().unwrap().push(v);
+                        }
+                    }
+                    Err(_) => thread::sleep(POLL),
+                }
+            }
+        });
+        HostileHttp {
+            port,
+            visits,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server and returns every request it answered, in order.
+    pub fn finish(mut self) -> Vec<Visit> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        self.visits.lock().unwrap().clone()
+    }
+}
+
+impl Drop for HostileHttp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Reads one request, sends its path's response, then closes or holds.
+fn answer(mut stream: TcpStream, responses: &[Hostile], stop: &AtomicBool) -> Option<Visit> {
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16_384 {
+        let n = stream.read(&mut buf).ok().filter(|&n| n > 0)?;
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+    let hostile = responses.iter().find(|h| h.path == path);
+    let not_found = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec();
+    let bytes = hostile.map_or(not_found, |h| h.response.clone());
+    let _ = stream.write_all(&bytes);
+    let hung_up = hostile.is_some_and(|h| h.then == Then::Hold) && hung_up(&mut stream, stop);
+    Some(Visit { path, hung_up })
+}
+
+/// Holds the connection until the client closes it (true) or [`HOLD`] runs out (false).
+fn hung_up(stream: &mut TcpStream, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + HOLD;
+    let _ = stream.set_read_timeout(Some(POLL));
+    let mut buf = [0u8; 1024];
+    while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// A loopback port that was free a moment ago, for a server another process starts.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
 }
 
 #[test]
