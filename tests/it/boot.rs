@@ -146,3 +146,17 @@ fn a_rom_without_vmware_settings_is_refused_for_the_guestinfo_path() {
         "has no VMware backdoor call in memory: it was not built with VMWARE_SETTINGS",
     );
 }
+
+#[test]
+fn a_lan_peer_off_this_machine_is_refused() {
+    // Refused before any ROM is read or QEMU started: the guest's frames stay on this machine.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["boot-test", "--rom", "/nonexistent.rom"])
+        .args(["--lan-peer", "192.0.2.1:4000"])
+        .output()
+        .unwrap();
+    fails_with(
+        &out,
+        "--lan-peer 192.0.2.1:4000 is not an IPv4 loopback address",
+    );
+}

@@ -3,6 +3,8 @@
 
 use std::{fs, path::PathBuf};
 
+mod hostile_net;
+
 use crate::support::*;
 use xtask::{cache::Cache, check::romcheck, nic::Nic, record::Manifest, source, source::pin::Pin};
 
@@ -281,19 +283,20 @@ fn boot_rows(text: &str) -> Vec<std::collections::BTreeMap<String, String>> {
         .collect()
 }
 
-/// The keys `vmx --format json` prints for a ROM on QEMU's user network.
-fn vmx_json(real: &Real, nic: &str, rom: &std::path::Path, chain: &str) -> String {
-    let out = real.xtask(&[
+/// The keys `vmx --format json` prints for a ROM on QEMU's user network, with `extra` flags.
+fn vmx_json(real: &Real, nic: &str, rom: &std::path::Path, chain: &str, extra: &[&str]) -> String {
+    let rom_path = format!(
+        "/vmfs/volumes/datastore1/vsphere-ipxe-rom/{}",
+        rom.file_name().unwrap().to_string_lossy()
+    );
+    let mut args = vec![
         "vmx",
         "--nic",
         nic,
         "--rom",
         rom.to_str().unwrap(),
         "--rom-path",
-        &format!(
-            "/vmfs/volumes/datastore1/vsphere-ipxe-rom/{}",
-            rom.file_name().unwrap().to_string_lossy()
-        ),
+        &rom_path,
         "--ip",
         "10.0.2.15/24",
         "--gateway",
@@ -304,7 +307,9 @@ fn vmx_json(real: &Real, nic: &str, rom: &std::path::Path, chain: &str) -> Strin
         chain,
         "--format",
         "json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = real.xtask(&args);
     ok(&out);
     stdout(&out)
 }
@@ -422,7 +427,7 @@ fn the_release_roms_boot_by_dhcp_by_embedded_script_and_by_guestinfo() {
         let chain = parsed["guestinfo.ipxe.filename"].as_str().unwrap();
         assert!(chain.starts_with("http://10.0.2.2:"), "{chain}");
         assert!(!chain.contains(":18080/"), "{chain}");
-        let want = vmx_json(&real, nic, &release.join(&file), chain);
+        let want = vmx_json(&real, nic, &release.join(&file), chain, &[]);
         assert_eq!(keys, want, "boot-test's keys for {nic} differ from vmx's");
         assert_read_every_key(&dir.join("guestrpc.log"));
     }
@@ -592,7 +597,7 @@ fn boot_from_guestinfo(
     keep: &std::path::Path,
 ) -> (String, bool) {
     let keys = keep.with_extension("json");
-    fs::write(&keys, vmx_json(real, nic, rom, chain)).unwrap();
+    fs::write(&keys, vmx_json(real, nic, rom, chain, &[])).unwrap();
     let run = real.xtask(&[
         "boot-test",
         "--rom",

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{BufRead, BufReader, Read, Write},
-    net::TcpListener,
+    net::{SocketAddr, TcpListener},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -156,6 +156,9 @@ pub struct Boot<'a> {
     pub accel: &'a str,
     /// Serve these guestinfo keys over an emulated backdoor.
     pub guestinfo: Option<Guestinfo<'a>>,
+    /// A UDP socket on 127.0.0.1 that QEMU also puts on the guest's network, raw frames both
+    /// ways: a rogue server under test sees the guest's broadcasts and answers on the wire.
+    pub lan_peer: Option<SocketAddr>,
 }
 
 /// A VM's guestinfo, and where in guest memory the ROM's backdoor calls sit.
@@ -287,13 +290,8 @@ pub fn run(boot: &Boot, server: &Server) -> Result<Outcome> {
 /// QEMU for this boot: the ROM on its NIC, a pcap of the guest's traffic, and where guestinfo
 /// is answered, a paused start with a gdbstub for the breakpoints.
 fn command(boot: &Boot, rom: &Path, files: &Files) -> Command {
-    let mut cmd = qemu_command(
-        boot.accel,
-        boot.device,
-        rom,
-        boot.bootfile.as_deref(),
-        &files.monitor,
-    );
+    let net = netdevs(boot.bootfile.as_deref(), boot.lan_peer);
+    let mut cmd = qemu_command(boot.accel, boot.device, rom, &net, &files.monitor);
     cmd.args([
         "-object",
         &format!("filter-dump,id=d0,netdev=n0,file={}", files.pcap.display()),
@@ -416,6 +414,11 @@ fn serial_has_report(serial: &Path) -> bool {
 
 /// The last line that ends in an iPXE error URL, with rows the 80-column screen wrapped joined.
 pub fn ipxe_error(screen: &str) -> Option<String> {
+    ipxe_errors(screen).pop()
+}
+
+/// Every line with an iPXE error URL, in screen order, with wrapped rows joined.
+pub fn ipxe_errors(screen: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut wrapped = false;
     for row in screen.lines() {
@@ -427,23 +430,38 @@ pub fn ipxe_error(screen: &str) -> Option<String> {
     }
     lines
         .into_iter()
-        .rev()
-        .find(|l| l.contains("(https://ipxe.org/"))
+        .filter(|l| l.contains("(https://ipxe.org/"))
         .map(|l| l.trim().to_string())
+        .collect()
 }
 
-/// The QEMU command line both boots share: the NIC with the ROM, user networking, the monitor.
-fn qemu_command(
-    accel: &str,
-    device: &str,
-    rom: &Path,
-    bootfile: Option<&str>,
-    monitor: &Path,
-) -> Command {
-    let mut netdev = "user,id=n0".to_string();
-    if let Some(url) = bootfile {
-        netdev.push_str(&format!(",bootfile={url}"));
-    }
+/// The guest's network as `-netdev` arguments: the NIC is on `n0`, which the pcap watches.
+/// With a peer, `n0` is a port of one hub that also holds user networking and a UDP socket
+/// carrying raw frames to and from the peer: the NIC sees, and the pcap records, the peer's
+/// frames as well as slirp's, and the peer sees every frame on the hub.
+fn netdevs(bootfile: Option<&str>, peer: Option<SocketAddr>) -> Vec<String> {
+    let user = |id: &str| match bootfile {
+        Some(url) => format!("user,id={id},bootfile={url}"),
+        None => format!("user,id={id}"),
+    };
+    let netdevs = match peer {
+        None => vec![user("n0")],
+        Some(peer) => vec![
+            user("slirp"),
+            format!("socket,id=peer,udp={peer},localaddr=127.0.0.1:0"),
+            "hubport,id=n0,hubid=0".into(),
+            "hubport,id=n1,hubid=0,netdev=slirp".into(),
+            "hubport,id=n2,hubid=0,netdev=peer".into(),
+        ],
+    };
+    netdevs
+        .into_iter()
+        .flat_map(|n| ["-netdev".to_string(), n])
+        .collect()
+}
+
+/// The QEMU command line both boots share: the NIC with the ROM on `net`, the monitor.
+fn qemu_command(accel: &str, device: &str, rom: &Path, net: &[String], monitor: &Path) -> Command {
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-machine",
@@ -456,7 +474,7 @@ fn qemu_command(
         "-display",
         "none",
     ])
-    .args(["-netdev", &netdev])
+    .args(net)
     .args([
         "-device",
         &format!("{device},netdev=n0,romfile={},bootindex=1", rom.display()),
@@ -532,7 +550,7 @@ pub fn find_backdoor_sites(
     let monitor = workdir.join("calibrate.sock");
     let dump = workdir.join("memory.bin");
     let _ = std::fs::remove_file(&monitor);
-    let mut cmd = qemu_command(accel, device, &rom, None, &monitor);
+    let mut cmd = qemu_command(accel, device, &rom, &netdevs(None, None), &monitor);
     let qemu = Qemu(
         cmd.spawn()
             .context("cannot start qemu-system-x86_64: apt-get install qemu-system-x86")?,
@@ -687,7 +705,8 @@ pub fn count_packets(pcap: &Path, port: u16) -> Result<(usize, usize)> {
     Ok((dhcp, http))
 }
 
-fn read_pcap(pcap: &Path) -> Result<Vec<u8>> {
+/// A pcap file QEMU's filter-dump wrote, checked.
+pub fn read_pcap(pcap: &Path) -> Result<Vec<u8>> {
     let data = std::fs::read(pcap).with_context(|| format!("cannot read {}", pcap.display()))?;
     if data.len() < 24 || data[..4] != [0xd4, 0xc3, 0xb2, 0xa1] {
         bail!("{} is not a little-endian pcap file", pcap.display());
@@ -697,7 +716,7 @@ fn read_pcap(pcap: &Path) -> Result<Vec<u8>> {
 
 /// Each IPv4 packet of a pcap's Ethernet frames (from the IP header on), with its capture time
 /// in seconds.
-fn ipv4_packets(data: &[u8]) -> impl Iterator<Item = (f64, &[u8])> {
+pub fn ipv4_packets(data: &[u8]) -> impl Iterator<Item = (f64, &[u8])> {
     let mut at = 24;
     std::iter::from_fn(move || loop {
         let header = data.get(at..at + 16)?;
@@ -784,6 +803,29 @@ mod tests {
         assert_eq!(
             ipxe_error("iPXE (https://ipxe.org) 00:03.0\nNo bootable device."),
             None
+        );
+        let two = format!("a... Not found (https://ipxe.org/1)\n{screen}");
+        assert_eq!(ipxe_errors(&two).len(), 2, "every error, in order");
+    }
+
+    #[test]
+    fn a_lan_peer_shares_one_hub_with_the_nic_and_user_networking() {
+        assert_eq!(
+            netdevs(Some("http://10.0.2.2:1/b"), None),
+            ["-netdev", "user,id=n0,bootfile=http://10.0.2.2:1/b"]
+        );
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let args = netdevs(None, Some(peer));
+        let values: Vec<&str> = args.iter().skip(1).step_by(2).map(String::as_str).collect();
+        assert_eq!(
+            values,
+            [
+                "user,id=slirp",
+                "socket,id=peer,udp=127.0.0.1:4000,localaddr=127.0.0.1:0",
+                "hubport,id=n0,hubid=0",
+                "hubport,id=n1,hubid=0,netdev=slirp",
+                "hubport,id=n2,hubid=0,netdev=peer",
+            ]
         );
     }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask boot-test`: the ROMs really boot in QEMU: with DHCP, with an embedded static-IP
 //! script, and configured by guestinfo alone, as on vSphere.
 
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{collections::BTreeSet, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use xtask::{
@@ -53,6 +53,10 @@ pub struct Args {
     /// Keep each boot's pcap, screen and GuestRPC log in this directory
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// Also put a UDP socket at this loopback address on the guest's network: QEMU sends it
+    /// every frame and puts what it sends back on the wire (e.g. a rogue DHCP server's)
+    #[arg(long, value_name = "127.0.0.1:PORT")]
+    lan_peer: Option<SocketAddr>,
     #[command(flatten)]
     how: RuntimeArgs,
 }
@@ -72,6 +76,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<()> {
         timeout: Duration::from_secs(args.timeout),
         accel: args.accel,
         keep: args.keep,
+        lan_peer: args.lan_peer,
         how: args.how.how(),
     };
     boot::boot_test(&ctx.project, &ctx.cache, &options)

@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
+    net::SocketAddr,
     path::PathBuf,
     time::Duration,
 };
@@ -65,6 +66,9 @@ pub struct BootOptions {
     pub accel: String,
     /// Keep each boot's pcap, screen and GuestRPC log here.
     pub keep: Option<PathBuf>,
+    /// A UDP socket on this machine's loopback that every boot also puts on the guest's
+    /// network: raw Ethernet frames both ways, e.g. for a rogue DHCP server under test.
+    pub lan_peer: Option<SocketAddr>,
     pub how: How,
 }
 
@@ -90,9 +94,7 @@ pub fn boot_test(project: &Project, cache: &Cache, opts: &BootOptions) -> Result
     // Read first: a refused file stops the run before a server or a build starts.
     let user_keys = opts.keys.as_deref().map(cases::load_keys).transpose()?;
     let paths = paths(project, cache, opts);
-    if !opts.roms.is_empty() && paths.contains(&BootPath::Static) {
-        bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
-    }
+    check_options(opts, &paths)?;
     let server = Server::start(opts.port)?;
     let os = match paths.contains(&BootPath::Os) {
         true => Some(publish_os(project, cache, opts, &server)?),
@@ -152,6 +154,23 @@ fn print_header() {
         "init",
         "MB/s"
     );
+}
+
+/// Refuses options that cannot go together, before anything starts.
+fn check_options(opts: &BootOptions, paths: &BTreeSet<BootPath>) -> Result<()> {
+    if !opts.roms.is_empty() && paths.contains(&BootPath::Static) {
+        bail!("--path static boots a test build of its own and cannot boot a --rom; leave it out");
+    }
+    if let Some(peer) = opts
+        .lan_peer
+        .filter(|p| !p.ip().is_loopback() || p.is_ipv6())
+    {
+        bail!(
+            "--lan-peer {peer} is not an IPv4 loopback address: the guest's frames go only to \
+             this machine (127.0.0.1:PORT)"
+        );
+    }
+    Ok(())
 }
 
 /// The paths asked for, or the defaults: every path, with `os` where its fixtures are cached.
@@ -394,6 +413,7 @@ impl Rig<'_> {
                         keys,
                         sites: &sites[&case.rom],
                     }),
+                    lan_peer: opts.lan_peer,
                 },
                 &self.server,
             )
