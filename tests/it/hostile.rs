@@ -8,10 +8,14 @@ use std::{
     fs,
     io::Write as _,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
-use crate::support::*;
+use crate::support::{
+    bounded,
+    fake_vsphere::{FakeVsphere, Lies},
+    *,
+};
 use proptest::{prelude::*, test_runner::TestRunner};
 use unicode_normalization::UnicodeNormalization;
 use xtask::{
@@ -843,4 +847,199 @@ fn terraform_reads_back(strings: &[String]) {
         .take(3)
         .collect();
     assert!(wrong.is_empty(), "terraform read other strings: {wrong:?}");
+}
+
+/// Issue 33: `deploy` against a lying vSphere server (`support::fake_vsphere`) and against
+/// hostile connection settings. Every run is held to `support::bounded`'s memory and time caps.
+const PASSWORD: &str = "pw&9f3c<never>printed";
+/// A piece of the password that any encoding of it (raw, XML-escaped, echoed) keeps.
+const PASSWORD_MARK: &str = "9f3c";
+/// A piece of the fake server's session cookie.
+const COOKIE_MARK: &str = "5e7a1c";
+
+/// An e1000 ROM file to deploy; the directory goes with it.
+fn e1000_rom() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("8086100f.rom");
+    fs::write(&file, rom_image(Nic::by_name("e1000").unwrap(), 4096)).unwrap();
+    (dir, file)
+}
+
+/// A dry-run `deploy` of `rom` to VM `victim` on datastore `ds1`, govc's environment pointing
+/// at `govc_url`, the password only in GOVC_PASSWORD.
+fn hostile_deploy(rom: &Path, govc_url: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["deploy", "--vm", "victim", "--datastore", "ds1"])
+        .args(["--nic", "e1000", "--dry-run"])
+        .args(ADDRESSES)
+        .args(["--chain", "http://b/x", "--rom"])
+        .arg(rom)
+        .args(extra)
+        .env("GOVC_URL", govc_url)
+        .env("GOVC_USERNAME", "deployer")
+        .env("GOVC_PASSWORD", PASSWORD)
+        .env_remove("GOVC_INSECURE")
+        .env_remove("GOVC_TLS_CA_CERTS");
+    cmd
+}
+
+/// Neither the password nor the session cookie in anything the run printed.
+#[track_caller]
+fn no_secret(what: &str, m: &bounded::Measured) {
+    let all = format!("{}{}", stdout(&m.out), stderr(&m.out));
+    assert!(
+        !all.contains(PASSWORD_MARK),
+        "{what}: the password was shown:\n{all}"
+    );
+    assert!(
+        !all.contains(COOKIE_MARK),
+        "{what}: the cookie was shown:\n{all}"
+    );
+}
+
+/// Item 2: an `@` in the path is not user info. Before, `--url http://A/x@B` and
+/// `GOVC_URL=http://A/sdk@B` logged in at B; now the password goes to A, the host both WHATWG
+/// and Go's net/url (so govc) read there, or nowhere.
+#[test]
+fn credentials_go_only_to_the_host_the_url_names() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let victim = FakeVsphere::start(Lies::default());
+    // 127.0.0.2 is loopback too; nothing listens on its port 80.
+    let url = format!("http://127.0.0.2/x@{}", victim.authority());
+    let m = bounded::run(
+        hostile_deploy(&rom, "http://127.0.0.1:9/sdk", &["--url", &url]),
+        Stdio::null(),
+    );
+    figures.add(&url, &m);
+    fails_with(
+        &m.out,
+        "cannot reach the vSphere API at http://127.0.0.2/x@",
+    );
+    no_secret(&url, &m);
+    assert_eq!(
+        victim.calls(),
+        Vec::<String>::new(),
+        "{url} reached the victim"
+    );
+
+    let named = FakeVsphere::start_on("127.0.0.2", Lies::default());
+    let url = format!("http://{}/sdk@{}", named.authority(), victim.authority());
+    let m = bounded::run(hostile_deploy(&rom, &url, &[]), Stdio::null());
+    figures.add(&url, &m);
+    ok(&m.out);
+    no_secret(&url, &m);
+    assert_eq!(
+        victim.calls(),
+        Vec::<String>::new(),
+        "{url} reached the victim"
+    );
+    let login = named.seen().into_iter().find(|s| s.call == "Login");
+    assert!(
+        login.is_some_and(|s| s.raw.contains(PASSWORD_MARK)),
+        "{url}: the named host got no login: {:?}",
+        named.calls()
+    );
+    figures.report("credentials_go_only_to_the_host_the_url_names");
+}
+
+/// Item 2: a URL that parsers read differently, or that names no http(s) host, is refused
+/// before any connection, with the problem and the fix; the host it might have meant (the
+/// victim) sees nothing.
+#[test]
+fn an_ambiguous_url_is_refused_before_any_connection() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let victim = FakeVsphere::start(Lies::default());
+    let (v, port) = (
+        victim.authority(),
+        victim.authority().split(':').nth(1).unwrap().to_string(),
+    );
+    let cases: Vec<(bool, String, &str)> = vec![
+        (
+            true,
+            format!("http://deployer@{v}/sdk"),
+            "--url carries a user name",
+        ),
+        (
+            false,
+            format!("http://127.0.0.2\\@{v}/sdk"),
+            "GOVC_URL has a backslash",
+        ),
+        (
+            false,
+            format!("http://127.1:{port}/sdk"),
+            "GOVC_URL names the host '127.1'",
+        ),
+        (
+            false,
+            format!("http://0x7f.0.0.1:{port}/sdk"),
+            "host '0x7f.0.0.1'",
+        ),
+        (
+            false,
+            format!("http://2130706433:{port}/sdk"),
+            "host '2130706433'",
+        ),
+        (false, format!("http:///{v}/sdk"), "GOVC_URL has no host"),
+        // These would have asked the DNS server before the fix; now nothing leaves the machine.
+        (
+            false,
+            format!("http://127.0.0.1.:{port}/sdk"),
+            "host '127.0.0.1.'",
+        ),
+        (
+            false,
+            format!("http://%31%32%37.0.0.1:{port}/sdk"),
+            "host '%31%32%37.0.0.1'",
+        ),
+        (
+            false,
+            format!("http://127.0.0.\t1:{port}/sdk"),
+            "GOVC_URL has a control character or space, U+0009",
+        ),
+        (
+            false,
+            format!("ftp+x://{v}/sdk"),
+            "GOVC_URL has '://' after something that is not a scheme",
+        ),
+        (
+            false,
+            format!("ftp://{v}/sdk"),
+            "GOVC_URL scheme 'ftp' is not http or https",
+        ),
+        (
+            false,
+            "file:///etc/passwd".into(),
+            "GOVC_URL scheme 'file' is not http or https",
+        ),
+    ];
+    for (flag, url, want) in &cases {
+        let cmd = if *flag {
+            hostile_deploy(&rom, "http://127.0.0.1:9/sdk", &["--url", url])
+        } else {
+            hostile_deploy(&rom, url, &[])
+        };
+        let m = bounded::run(cmd, Stdio::null());
+        figures.add(url, &m);
+        let err = fails_with(&m.out, want);
+        assert!(
+            ["give", "pass", "write", "remove", "begin"]
+                .iter()
+                .any(|fix| err.contains(fix)),
+            "{url}: no fix named:\n{err}"
+        );
+        no_secret(url, &m);
+        assert_eq!(
+            victim.calls(),
+            Vec::<String>::new(),
+            "{url} reached the victim"
+        );
+    }
+    // The victim is there: its own URL, written plainly, reaches it.
+    let m = bounded::run(hostile_deploy(&rom, &victim.url, &[]), Stdio::null());
+    figures.add(&victim.url, &m);
+    ok(&m.out);
+    assert!(victim.calls().contains(&"Login".to_string()));
+    figures.report("an_ambiguous_url_is_refused_before_any_connection");
 }

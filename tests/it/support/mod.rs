@@ -1,6 +1,8 @@
 //! Shared pieces of the end-to-end tests: a tiny iPXE-shaped source tree, a project around it,
 //! a loopback HTTP server, the builder's base image, and a runner for the real binary.
 
+pub mod bounded;
+pub mod fake_vsphere;
 pub mod pki;
 pub mod terraform;
 pub mod vcsim;

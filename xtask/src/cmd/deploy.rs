@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// vCenter or ESXi, e.g. https://vcenter.example/sdk [env: GOVC_URL, which may also carry
-    /// user:password@; a password in --url is refused, as every user can read a process's flags]
+    /// user:password@; user info in --url is refused, as every user can read a process's flags
+    /// and a user@ reads like a host]
     #[arg(long)]
     url: Option<String>,
     #[arg(long, env = "GOVC_USERNAME")]
@@ -94,12 +95,21 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
             false,
         ),
     };
-    let (url, url_user, url_password) = vsphere::parse_url(&raw_url)?;
+    let what = if from_flag { "--url" } else { "GOVC_URL" };
+    let (url, url_user, url_password) = vsphere::parse_url(&raw_url, what)?;
     if from_flag && url_password.is_some() {
         bail!(
             "--url carries a password, which every user of this machine can read in the process \
              list; pass the URL without it, and the password in GOVC_PASSWORD or with \
              --password-stdin (GOVC_URL in the environment may carry user:password@)"
+        );
+    }
+    // `https://vc.example@10.0.0.9/sdk` reads as vc.example to a person and logs in at
+    // 10.0.0.9: a user name goes in its own flag, where no one mistakes it for the host.
+    if from_flag && url_user.is_some() {
+        bail!(
+            "--url carries a user name (user@ before the host), which a reader can take for the \
+             host; pass the URL as https://HOST/sdk and the user with --username or GOVC_USERNAME"
         );
     }
     let username = args

@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod fleet;
+pub mod http_url;
 pub mod network;
 pub mod quote;
 pub mod vmconfig;

@@ -8,8 +8,12 @@ use std::{cell::RefCell, collections::BTreeMap, fmt, thread, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use roxmltree::{Document, Node};
+use url::Url;
 
-use crate::http::{self, Body, Request};
+use crate::{
+    http::{self, Body, Request},
+    vm::http_url,
+};
 
 const VIM25: &str = "urn:vim25";
 /// The API version we speak; later servers accept it.
@@ -37,8 +41,8 @@ impl fmt::Debug for Secret {
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// `https://host/sdk`, with no credentials in it.
-    pub url: String,
+    /// `https://host/sdk`, with no credentials in it (see [`parse_url`]).
+    pub url: Url,
     pub insecure: bool,
     /// PEM file of the CA(s) to trust instead of the public roots (vCenter's VMCA, say).
     pub ca_file: Option<std::path::PathBuf>,
@@ -96,7 +100,7 @@ const NIC_TYPES: &[&str] = &[
 /// A logged-in session. Dropping it does not log out; call [`Session::logout`].
 pub struct Session {
     client: http::Client,
-    url: String,
+    url: Url,
     /// `vmware_soap_session=...`, set by the first reply that carries it.
     cookie: RefCell<String>,
     content: ServiceContent,
@@ -477,7 +481,7 @@ impl Session {
         }
         let resp = self.client.send(&Request {
             method: "POST",
-            url: &self.url,
+            url: self.url.as_str(),
             headers,
             body: Body::Text(&envelope),
         })?;
@@ -593,43 +597,46 @@ fn option_values(val: Node) -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
-/// `https://host/sdk` from what govc accepts: `host`, `https://host`, `https://user:pw@host/sdk`.
-/// Returns the URL without credentials, and the user and password it held.
-pub fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>)> {
-    // What stands before `://` is a scheme only if it is spelled like one (RFC 3986); else the
-    // `://` belongs to the user info, which is never echoed: it may hold the password.
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) if s == "https" || s == "http" => (s, r),
-        Some((s, _)) if is_scheme(s) => bail!("GOVC_URL/--url scheme '{s}' is not https"),
-        _ => ("https", raw),
-    };
-    let (auth, hostpath) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let host = hostpath.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        bail!("GOVC_URL/--url has no host: give e.g. https://vcenter.example/sdk");
-    }
-    let path = hostpath[host.len()..].trim_end_matches('/');
-    let path = if path.is_empty() { "/sdk" } else { path };
-    let (user, password) = match auth.map(|a| a.split_once(':').unwrap_or((a, ""))) {
-        Some((u, p)) => (
-            Some(crate::util::percent_decode(u)),
-            (!p.is_empty()).then(|| Secret::new(crate::util::percent_decode(p))),
+/// What a vSphere URL looks like, for errors.
+const EXAMPLE_URL: &str = "https://vcenter.example/sdk";
+
+/// `https://host/sdk` from what govc accepts (`host`, `https://host`, `https://user:pw@host/sdk`),
+/// read by [`http_url::parse`], which refuses what parsers read differently. Returns the URL
+/// without user info and without a trailing `/` (`/sdk` where it has no path), and the user
+/// and password it held. `what` names it in errors (`--url`, `GOVC_URL`).
+pub fn parse_url(raw: &str, what: &str) -> Result<(Url, Option<String>, Option<Secret>)> {
+    // govc (`soap.ParseURL`) puts `https://` before a URL that no `\w+://` starts; a `://`
+    // after anything else (`admin:pw://x@vc`, `ftp+x://vc`) would then end the host early.
+    let full = match raw.split_once("://") {
+        Some((s, _)) if http_url::is_scheme(s) => raw.to_string(),
+        Some(_) => bail!(
+            "{what} has '://' after something that is not a scheme: begin it with https:// (or \
+             http://), and write ':' and '/' in a user name or password as %3A and %2F"
         ),
-        None => (None, None),
+        None => format!("https://{raw}"),
     };
-    Ok((format!("{scheme}://{host}{path}"), user, password))
+    let mut url = http_url::parse(&full, what, EXAMPLE_URL)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("{what} has a ?query or #fragment, which the vSphere API takes none of: give e.g. {EXAMPLE_URL}");
+    }
+    let decode = |s: &str| crate::util::percent_decode(s);
+    let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+    let password = url
+        .password()
+        .map(decode)
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(if path.is_empty() { "/sdk" } else { &path });
+    // Neither fails on an http(s) URL with a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, user, password))
 }
 
-fn folder_url(sdk: &str, ds: &Datastore, path: &str) -> String {
-    let base = sdk.trim_end_matches("/sdk");
+fn folder_url(sdk: &Url, ds: &Datastore, path: &str) -> String {
+    // The URL has no query or fragment (parse_url refuses them): it ends with its path.
+    let base = sdk.as_str().trim_end_matches("/sdk");
     let path: String = path
         .split('/')
         .map(percent_encode)
@@ -750,28 +757,37 @@ mod tests {
 
     #[test]
     fn urls_as_govc_takes_them() {
-        let (url, user, pw) = parse_url("vc.example").unwrap();
+        let parse = |raw| parse_url(raw, "GOVC_URL");
+        let (url, user, pw) = parse("vc.example").unwrap();
         assert_eq!(
             (url.as_str(), user, pw.is_none()),
             ("https://vc.example/sdk", None, true)
         );
         let (url, user, pw) =
-            parse_url("https://admin%40vsphere.local:p%3Ass@vc.example:8443/").unwrap();
-        assert_eq!(url, "https://vc.example:8443/sdk");
+            parse("https://admin%40vsphere.local:p%3Ass@vc.example:8443/").unwrap();
+        assert_eq!(url.as_str(), "https://vc.example:8443/sdk");
         assert_eq!(user.as_deref(), Some("admin@vsphere.local"));
         assert_eq!(pw.unwrap().expose(), "p:ss");
-        assert!(parse_url("ftp://x").is_err());
-        // A password with `://` in it is not a scheme, and no error repeats it.
-        let (url, user, pw) = parse_url("admin:Secret://x@vc").unwrap();
-        assert_eq!(
-            (url.as_str(), user.as_deref()),
-            ("https://vc/sdk", Some("admin"))
-        );
-        assert_eq!(pw.unwrap().expose(), "Secret://x");
-        for bad in ["admin:Secret@", "ftp+x://admin:Secret@"] {
-            let err = format!("{:#}", parse_url(bad).unwrap_err());
+        // An `@` in the path is not user info: the host is the one before it.
+        let (url, user, _) = parse("http://vc.example/sdk@127.0.0.1:18650").unwrap();
+        assert_eq!(url.as_str(), "http://vc.example/sdk@127.0.0.1:18650");
+        assert_eq!(user, None);
+        assert!(parse("ftp://x").is_err());
+        assert!(format!("{:#}", parse("https://vc/sdk?x=1").unwrap_err()).contains("?query"));
+        // `://` after no scheme is refused; a password spells it %3A%2F%2F.
+        for bad in [
+            "admin:Secret://x@vc",
+            "admin:Secret@",
+            "ftp+x://admin:Secret@",
+        ] {
+            let err = format!("{:#}", parse(bad).unwrap_err());
             assert!(!err.contains("Secret"), "{err}");
         }
+        let (_, user, pw) = parse("admin:Secret%3A%2F%2Fx@vc").unwrap();
+        assert_eq!(
+            (user.as_deref(), pw.unwrap().expose()),
+            (Some("admin"), "Secret://x")
+        );
         assert_eq!(
             format!("{:?}", Secret::new("hunter2".into())),
             "Secret(***)"
@@ -785,7 +801,11 @@ mod tests {
             datacenter: "DC/0".into(),
         };
         assert_eq!(
-            folder_url("https://h/sdk", &ds, "vsphere-ipxe-rom/ab/15ad07b0.rom"),
+            folder_url(
+                &Url::parse("https://h/sdk").unwrap(),
+                &ds,
+                "vsphere-ipxe-rom/ab/15ad07b0.rom"
+            ),
             "https://h/folder/vsphere-ipxe-rom/ab/15ad07b0.rom?dcPath=DC%2F0&dsName=data%20store%201"
         );
     }
