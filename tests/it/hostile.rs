@@ -1043,3 +1043,80 @@ fn an_ambiguous_url_is_refused_before_any_connection() {
     assert!(victim.calls().contains(&"Login".to_string()));
     figures.report("an_ambiguous_url_is_refused_before_any_connection");
 }
+
+/// Item 3: a 600 MiB reply, SOAP or the datastore file, sent without a Content-Length so that
+/// curl cannot refuse it up front, stops at the 16 MiB cap; a reply under the cap made of
+/// empty elements, which roxmltree would keep at some 80 bytes each, stops at 1,000,000 nodes.
+#[test]
+fn a_huge_reply_from_vsphere_stops_at_the_cap() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let huge = |what| Lies {
+        huge: Some((what, 600 << 20)),
+        ..Lies::default()
+    };
+    let nodes = |n| Lies {
+        nodes: Some(("RetrievePropertiesEx", n)),
+        ..Lies::default()
+    };
+    let cases = [
+        (
+            "600 MiB SOAP reply",
+            huge("RetrievePropertiesEx"),
+            "over the 16 MiB cap",
+        ),
+        ("600 MiB datastore file", huge("GET"), "over the 16 MiB cap"),
+        (
+            "15 MiB of <a/>",
+            nodes(15 << 18),
+            "more than 1000000 XML nodes",
+        ),
+        (
+            "1.5 million <a/>",
+            nodes(1_500_000),
+            "more than 1000000 XML nodes",
+        ),
+    ];
+    for (what, lies, want) in cases {
+        let server = FakeVsphere::start(lies);
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(what, &m);
+        fails_with(&m.out, want);
+        no_secret(what, &m);
+    }
+    figures.report("a_huge_reply_from_vsphere_stops_at_the_cap");
+}
+
+/// Item 3: a property collector that always hands back a continuation token is read for at
+/// most 500 pages; pages of 15 MiB stop when they add up to 64 MiB.
+#[test]
+fn endless_continuation_tokens_stop_at_the_page_limit() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let cases = [
+        (
+            0,
+            "sent 500 pages for one question, and a token for more",
+            500,
+        ),
+        (15 << 20, "sent more than 64 MiB for one question", 5),
+    ];
+    for (padding, want, most) in cases {
+        let server = FakeVsphere::start(Lies {
+            endless_tokens: true,
+            page_padding: padding,
+            ..Lies::default()
+        });
+        let what = format!("endless tokens, pages of {padding} more bytes");
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(&what, &m);
+        fails_with(&m.out, want);
+        let pages = server
+            .calls()
+            .iter()
+            .filter(|c| c.contains("RetrieveProperties"))
+            .count();
+        assert!(pages <= most, "{what}: {pages} pages read");
+    }
+    figures.report("endless_continuation_tokens_stop_at_the_page_limit");
+}

@@ -30,8 +30,12 @@ pub struct Lies {
     /// Answers this call (a SOAP method, or `GET` for the datastore file) with this many bytes,
     /// streamed without a Content-Length, so that only the reader can stop it.
     pub huge: Option<(&'static str, u64)>,
+    /// Answers this SOAP method with a whole reply of this many empty elements, `<a/>`.
+    pub nodes: Option<(&'static str, usize)>,
     /// Every page of the property collector's answer carries a continuation token.
     pub endless_tokens: bool,
+    /// Each page of the property collector's answer has a VM with a name this long.
+    pub page_padding: usize,
     /// Answers this SOAP method with a fault whose message is the request, headers and body.
     pub echo_fault: Option<&'static str>,
     pub power_state: String,
@@ -44,7 +48,9 @@ impl Default for Lies {
     fn default() -> Lies {
         Lies {
             huge: None,
+            nodes: None,
             endless_tokens: false,
+            page_padding: 0,
             echo_fault: None,
             power_state: "poweredOff".into(),
             firmware: "bios".into(),
@@ -144,7 +150,15 @@ fn serve(mut s: TcpStream, lies: &Lies, log: &Mutex<Vec<Seen>>, n: usize) -> std
             return stream_huge(&mut s, &call, size);
         }
     }
-    let (status, body) = if call.starts_with("GET ") {
+    let (status, body) = if let Some((_, n)) = lies.nodes.filter(|(c, _)| *c == call) {
+        (
+            "200 OK",
+            envelope(
+                &call,
+                &format!("<returnval>{}</returnval>", "<a/>".repeat(n)),
+            ),
+        )
+    } else if call.starts_with("GET ") {
         ("404 Not Found", "not found\n".to_string())
     } else if lies.echo_fault == Some(call.as_str()) {
         ("500 Internal Server Error", fault(&raw))
@@ -277,7 +291,19 @@ fn answer(call: &str, raw: &str, lies: &Lies, n: usize) -> Option<String> {
             } else {
                 String::new()
             };
-            format!("<returnval>{}{token}</returnval>", objects(raw, lies))
+            let padding = if lies.page_padding > 0 {
+                format!(
+                    "<objects><obj type=\"VirtualMachine\">vm-2</obj><propSet><name>name</name>\
+                     <val xsi:type=\"xsd:string\">{}</val></propSet></objects>",
+                    "P".repeat(lies.page_padding)
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<returnval>{}{padding}{token}</returnval>",
+                objects(raw, lies)
+            )
         }
         "DestroyView" | "Logout" => String::new(),
         _ => return None,

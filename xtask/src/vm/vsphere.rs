@@ -18,6 +18,16 @@ use crate::{
 const VIM25: &str = "urn:vim25";
 /// The API version we speak; later servers accept it.
 const SOAP_ACTION: &str = "urn:vim25/6.5";
+/// The most pages one property retrieval reads: vCenter hands out at least 100 objects a page,
+/// and a vCenter holds at most 45,000 VMs. A server still sending tokens after that is lying.
+const MAX_PAGES: usize = 500;
+/// The most text one property retrieval keeps over all its pages (each is at most
+/// [`http::MAX_REPLY`]), so that pages of 16 MiB cannot add up to gigabytes.
+const MAX_RETRIEVED: usize = 64 << 20;
+/// The most XML nodes one reply may have. roxmltree keeps about 80 bytes a node and reserves
+/// room for one per `<` up front, so 16 MiB of `<a/>` would take over 300 MiB; a VM inventory
+/// of 45,000 names is about 400,000 nodes.
+const MAX_NODES: usize = 1_000_000;
 
 /// A password: never shown by `Debug` or `Display`.
 #[derive(Clone)]
@@ -163,7 +173,7 @@ impl Session {
                     endpoint.url
                 )
             })?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         let rv = returnval(&doc)?;
         session.content = ServiceContent {
             root_folder: child_moref(rv, "rootFolder")?,
@@ -201,7 +211,7 @@ impl Session {
         );
         let reply = self.call("CreateContainerView", &self.content.view_manager, &body)?;
         let view = {
-            let doc = Document::parse(&reply)?;
+            let doc = xml(&reply)?;
             node_moref(returnval(&doc)?)?
         };
         let object_set = format!(
@@ -244,9 +254,17 @@ impl Session {
         );
         let pc = self.content.property_collector.clone();
         let mut reply = self.call("RetrievePropertiesEx", &pc, &body)?;
-        let mut out = Vec::new();
-        loop {
-            let doc = Document::parse(&reply)?;
+        let (mut out, mut kept) = (Vec::new(), 0);
+        for page in 1.. {
+            kept += reply.len();
+            if kept > MAX_RETRIEVED {
+                bail!(
+                    "the vSphere property collector sent more than {} MiB for one question; is \
+                     this a vSphere server?",
+                    MAX_RETRIEVED >> 20
+                );
+            }
+            let doc = xml(&reply)?;
             let Some(rv) = doc
                 .descendants()
                 .find(|n| n.has_tag_name((VIM25, "returnval")))
@@ -254,30 +272,21 @@ impl Session {
                 return Ok(out);
             };
             for obj in rv.children().filter(|n| n.has_tag_name((VIM25, "objects"))) {
-                let me = child_moref(obj, "obj")?;
-                let mut props = Props::default();
-                for p in obj
-                    .children()
-                    .filter(|n| n.has_tag_name((VIM25, "propSet")))
-                {
-                    let name = child_text(p, "name").unwrap_or_default();
-                    if let Some(val) = p.children().find(|n| n.has_tag_name((VIM25, "val"))) {
-                        props.0.insert(name, val_xml(val));
-                    }
-                }
-                out.push((me, props));
+                out.push((child_moref(obj, "obj")?, object_props(obj)));
             }
-            match child_text(rv, "token") {
-                Some(token) => {
-                    reply = self.call(
-                        "ContinueRetrievePropertiesEx",
-                        &pc,
-                        &format!("<token>{}</token>", escape(&token)),
-                    )?
-                }
-                None => return Ok(out),
+            let Some(token) = child_text(rv, "token") else {
+                return Ok(out);
+            };
+            if page == MAX_PAGES {
+                break;
             }
+            let token = format!("<token>{}</token>", escape(&token));
+            reply = self.call("ContinueRetrievePropertiesEx", &pc, &token)?;
         }
+        bail!(
+            "the vSphere property collector sent {MAX_PAGES} pages for one question, and a token \
+             for more; is this a vSphere server?"
+        )
     }
 
     /// Finds a VM by name; the error lists close names.
@@ -416,13 +425,13 @@ impl Session {
             &vm.moref,
             &format!("<spec>{spec}</spec>"),
         )?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         node_moref(returnval(&doc)?)
     }
 
     pub fn power_on(&self, vm: &Vm) -> Result<MoRef> {
         let reply = self.call("PowerOnVM_Task", &vm.moref, "")?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         node_moref(returnval(&doc)?)
     }
 
@@ -496,7 +505,7 @@ impl Session {
         if status == 200 {
             return Ok(text);
         }
-        let doc = Document::parse(&text)
+        let doc = xml(&text)
             .with_context(|| format!("{method} answered HTTP {status} with no SOAP body"))?;
         let fault = doc
             .descendants()
@@ -527,17 +536,31 @@ struct Props(BTreeMap<String, String>);
 
 impl Props {
     fn text(&self, path: &str) -> Option<String> {
-        let xml = self.0.get(path)?;
-        let doc = Document::parse(xml).ok()?;
+        let doc = xml(self.0.get(path)?).ok()?;
         Some(doc.root_element().text().unwrap_or_default().to_string())
     }
 
     fn with<T: Default>(&self, path: &str, f: impl Fn(Node) -> Result<T>) -> Result<T> {
         match self.0.get(path) {
-            Some(xml) => f(Document::parse(xml)?.root_element()),
+            Some(text) => f(xml(text)?.root_element()),
             None => Ok(T::default()),
         }
     }
+}
+
+/// An `<objects>`'s properties, by path.
+fn object_props(obj: Node) -> Props {
+    let mut props = Props::default();
+    for p in obj
+        .children()
+        .filter(|n| n.has_tag_name((VIM25, "propSet")))
+    {
+        let name = child_text(p, "name").unwrap_or_default();
+        if let Some(val) = p.children().find(|n| n.has_tag_name((VIM25, "val"))) {
+            props.0.insert(name, val_xml(val));
+        }
+    }
+    props
 }
 
 /// A `<val>` re-serialised on its own, with the namespaces it needs declared.
@@ -691,6 +714,29 @@ fn moref(kind: &str, value: &str) -> MoRef {
         kind: kind.into(),
         value: value.into(),
     }
+}
+
+/// A reply as XML, with at most [`MAX_NODES`] nodes: counted before parsing too, as roxmltree
+/// reserves room for a node per `<` and an attribute per `=`.
+fn xml(text: &str) -> Result<Document<'_>> {
+    let too_many = || {
+        anyhow::anyhow!(
+            "the vSphere API answered with more than {MAX_NODES} XML nodes; is this a vSphere server?"
+        )
+    };
+    let count = |b: u8| text.bytes().filter(|c| *c == b).count();
+    // An element is two `<` (open and close tags), a node of its own and one of text.
+    if count(b'<') > 2 * MAX_NODES || count(b'=') > MAX_NODES {
+        return Err(too_many());
+    }
+    let opt = roxmltree::ParsingOptions {
+        nodes_limit: MAX_NODES as u32,
+        ..roxmltree::ParsingOptions::default()
+    };
+    Document::parse_with_options(text, opt).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => too_many(),
+        e => anyhow::anyhow!("the vSphere API answered with XML that does not parse: {e}"),
+    })
 }
 
 fn returnval<'a>(doc: &'a Document) -> Result<Node<'a, 'a>> {
