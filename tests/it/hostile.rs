@@ -1120,3 +1120,100 @@ fn endless_continuation_tokens_stop_at_the_page_limit() {
     }
     figures.report("endless_continuation_tokens_stop_at_the_page_limit");
 }
+
+/// Item 3: what the server says of the VM reaches the plan escaped: no line of it can be
+/// forged, no terminal control or bidi character gets through.
+#[test]
+fn server_text_cannot_forge_lines_in_the_plan() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    // XML 1.0 carries no C0 control but tab, LF and CR; C1 (CSI is U+009B), DEL, bidi and
+    // invisible characters it does.
+    let hostile = "\n\r\t\u{7f}\u{85}\u{9b}2J\u{202e}\u{2066}\u{200b}\u{feff}\u{2028}\u{ad}";
+    let server = FakeVsphere::start(Lies {
+        power_state: "poweredOff\nset       firmware = bios  (was efi, FAKE LINE)".into(),
+        firmware: format!("bios\u{202e}FAKE{hostile}"),
+        vm_moref: "vm-1\r\nvsphere   FAKE".into(),
+        extra_config: vec![
+            (
+                "guestinfo.ipxe.net0.ip".into(),
+                format!("10.0.0.9{hostile}FAKE"),
+            ),
+            (
+                "guestinfo.ipxe.dns".into(),
+                "1.1.1.1\u{9b}2J\u{85}FAKE".into(),
+            ),
+        ],
+        ..Lies::default()
+    });
+    let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+    figures.add("hostile VM values", &m);
+    ok(&m.out);
+    let text = stdout(&m.out);
+    let labels = [
+        "dry run:",
+        "vsphere ",
+        "vm ",
+        "rom ",
+        "upload ",
+        "set ",
+        "unchanged ",
+        "note ",
+        "power on ",
+    ];
+    for line in text.lines() {
+        assert!(
+            labels.iter().any(|l| line.starts_with(l)),
+            "a forged line: {line:?}\n{text}"
+        );
+        let bad: Vec<char> = line
+            .chars()
+            .filter(|c| c.is_control() || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?} printed raw in {line:?}");
+    }
+    assert!(!text.contains("\nset       firmware"), "{text}");
+    assert_eq!(
+        text.matches("FAKE").count(),
+        5,
+        "each lie shown once, escaped:\n{text}"
+    );
+    figures.report("server_text_cannot_forge_lines_in_the_plan");
+}
+
+/// Item 3: a fault whose message echoes the request (the Login's password, the session
+/// cookie) is printed with both redacted.
+#[test]
+fn a_fault_that_echoes_the_request_shows_no_secret() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    for (call, want) in [
+        ("Login", "cannot log in"),
+        ("RetrievePropertiesEx", "RetrievePropertiesEx"),
+    ] {
+        let server = FakeVsphere::start(Lies {
+            echo_fault: Some(call),
+            ..Lies::default()
+        });
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(call, &m);
+        let err = fails_with(&m.out, want);
+        // The echo is shown, so this test would see a secret in it.
+        assert!(
+            err.contains("vmware_soap_session="),
+            "{call}: the echo was not shown:\n{err}"
+        );
+        no_secret(call, &m);
+        let raw = server
+            .seen()
+            .into_iter()
+            .find(|s| s.call == call)
+            .unwrap()
+            .raw;
+        assert!(
+            raw.contains(COOKIE_MARK),
+            "{call} carried the cookie, which the echo repeats"
+        );
+    }
+    figures.report("a_fault_that_echoes_the_request_shows_no_secret");
+}

@@ -220,14 +220,16 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
 }
 
 /// curl's error line (`curl: (60) SSL certificate problem: ...`), without the paragraph of
-/// advice it adds for some errors: ours names the fix.
+/// advice it adds for some errors: ours names the fix. Escaped: it may quote the server (a
+/// certificate's subject name).
 fn curl_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    text.lines()
+    let line = text
+        .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("curl failed without a message")
-        .trim()
-        .to_string()
+        .trim();
+    crate::vm::server_text::escape(line)
 }
 
 fn no_curl(e: xshell::Error) -> anyhow::Error {

@@ -6,5 +6,6 @@ pub mod fleet;
 pub mod http_url;
 pub mod network;
 pub mod quote;
+pub mod server_text;
 pub mod vmconfig;
 pub mod vsphere;

@@ -12,7 +12,10 @@ use url::Url;
 
 use crate::{
     http::{self, Body, Request},
-    vm::http_url,
+    vm::{
+        http_url,
+        server_text::{self, Shown},
+    },
 };
 
 const VIM25: &str = "urn:vim25";
@@ -37,6 +40,7 @@ impl Secret {
     pub fn new(s: String) -> Secret {
         Secret(s)
     }
+
     fn expose(&self) -> &str {
         &self.0
     }
@@ -113,6 +117,8 @@ pub struct Session {
     url: Url,
     /// `vmware_soap_session=...`, set by the first reply that carries it.
     cookie: RefCell<String>,
+    /// How server text is printed: with the password and the cookie redacted.
+    shown: RefCell<Shown>,
     content: ServiceContent,
 }
 
@@ -124,7 +130,8 @@ struct ServiceContent {
     session_manager: MoRef,
 }
 
-/// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message.
+/// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message, both as
+/// [`Shown::text`] makes them fit to print.
 #[derive(Debug, Default)]
 pub struct Fault {
     pub kind: String,
@@ -142,6 +149,27 @@ impl std::error::Error for Fault {}
 impl Session {
     /// Connects and logs in.
     pub fn login(endpoint: &Endpoint, creds: &Credentials) -> Result<Session> {
+        let session = Session::connect(endpoint)?;
+        session.shown.borrow_mut().add(creds.password.expose());
+        let body = format!(
+            "<userName>{}</userName><password>{}</password>",
+            escape(&creds.username),
+            escape(creds.password.expose())
+        );
+        let sm = session.content.session_manager.clone();
+        match session.call("Login", &sm, &body) {
+            Ok(_) => Ok(session),
+            Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
+                "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
+                endpoint.url,
+                server_text::escape(&creds.username)
+            ),
+            Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
+        }
+    }
+
+    /// Reads the service content: where the managers are.
+    fn connect(endpoint: &Endpoint) -> Result<Session> {
         let client = http::Client::new(
             http::Trust {
                 ca_file: endpoint.ca_file.clone(),
@@ -153,6 +181,7 @@ impl Session {
             client,
             url: endpoint.url.clone(),
             cookie: RefCell::new(String::new()),
+            shown: RefCell::new(Shown::default()),
             content: ServiceContent {
                 root_folder: moref("Folder", ""),
                 property_collector: moref("PropertyCollector", ""),
@@ -181,21 +210,19 @@ impl Session {
             view_manager: child_moref(rv, "viewManager")?,
             session_manager: child_moref(rv, "sessionManager")?,
         };
-        let body = format!(
-            "<userName>{}</userName><password>{}</password>",
-            escape(&creds.username),
-            escape(creds.password.expose())
-        );
-        let sm = session.content.session_manager.clone();
-        match session.call("Login", &sm, &body) {
-            Ok(_) => Ok(session),
-            Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
-                "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
-                endpoint.url,
-                creds.username
-            ),
-            Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
-        }
+        Ok(session)
+    }
+
+    /// How to print what this server sends: the password and the session cookie redacted,
+    /// then escaped.
+    pub fn shown(&self) -> Shown {
+        self.shown.borrow().clone()
+    }
+
+    /// Names the server sent, fit to print.
+    fn shown_all(&self, names: &[String]) -> Vec<String> {
+        let shown = self.shown.borrow();
+        names.iter().map(|n| shown.text(n)).collect()
     }
 
     pub fn logout(self) -> Result<()> {
@@ -236,7 +263,14 @@ impl Session {
             .into_iter()
             .next()
             .map(|(_, p)| p)
-            .with_context(|| format!("{} {} has gone", obj.kind, obj.value))
+            .with_context(|| {
+                let shown = self.shown.borrow();
+                format!(
+                    "{} {} has gone",
+                    shown.text(&obj.kind),
+                    shown.text(&obj.value)
+                )
+            })
     }
 
     fn retrieve(
@@ -297,7 +331,7 @@ impl Session {
             .iter()
             .find(|(_, p)| p.text("name").as_deref() == Some(name))
         else {
-            bail!("{}", not_found("VM", name, &names, "--vm"));
+            bail!("{}", not_found("VM", name, &self.shown_all(&names), "--vm"));
         };
         let p = self.properties(
             moref,
@@ -328,6 +362,7 @@ impl Session {
             .iter()
             .find(|(_, p)| p.text("name").as_deref() == Some(name))
         else {
+            let names = self.shown_all(&names);
             bail!("{}", not_found("datastore", name, &names, "--datastore"));
         };
         for (_, dc) in self.inventory("Datacenter", &["name", "datastore"])? {
@@ -443,29 +478,34 @@ impl Session {
             match p.text("info.state").as_deref() {
                 Some("success") => return Ok(()),
                 Some("error") => {
-                    // A LocalizedMethodFault: the fault's type on its `fault`, and a message.
-                    let fault = p.with("info.error", |n| {
-                        let kind = n
-                            .children()
-                            .find(|c| c.tag_name().name() == "fault")
-                            .and_then(|f| f.attributes().find(|a| a.name() == "type"))
-                            .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string());
-                        Ok(Fault {
-                            kind: kind.unwrap_or_default(),
-                            message: child_text(n, "localizedMessage")
-                                .unwrap_or_else(|| "no message".into()),
-                        })
-                    })?;
-                    return Err(anyhow::Error::new(fault)
-                        .context(format!("vSphere task {} failed", task.value)));
+                    let fault = p.with("info.error", |n| Ok(self.task_fault(n)))?;
+                    let task = self.shown.borrow().text(&task.value);
+                    return Err(
+                        anyhow::Error::new(fault).context(format!("vSphere task {task} failed"))
+                    );
                 }
                 _ if started.elapsed() > timeout => bail!(
                     "vSphere task {} did not finish within {} s; look at it in the vSphere client",
-                    task.value,
+                    self.shown.borrow().text(&task.value),
                     timeout.as_secs()
                 ),
                 _ => thread::sleep(Duration::from_millis(200)),
             }
+        }
+    }
+
+    /// A LocalizedMethodFault: the fault's type on its `fault`, and a message.
+    fn task_fault(&self, n: Node) -> Fault {
+        let kind = n
+            .children()
+            .find(|c| c.tag_name().name() == "fault")
+            .and_then(|f| f.attributes().find(|a| a.name() == "type"))
+            .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string());
+        let shown = self.shown.borrow();
+        Fault {
+            kind: shown.text(&kind.unwrap_or_default()),
+            message: shown
+                .text(&child_text(n, "localizedMessage").unwrap_or_else(|| "no message".into())),
         }
     }
 
@@ -499,34 +539,46 @@ impl Session {
             .header_values("set-cookie")
             .find(|v| v.starts_with("vmware_soap_session="))
         {
-            *self.cookie.borrow_mut() = c.split(';').next().unwrap_or_default().to_string();
+            let cookie = c.split(';').next().unwrap_or_default().to_string();
+            let value = cookie.trim_start_matches("vmware_soap_session=");
+            self.shown.borrow_mut().add(value.trim_matches('"'));
+            *self.cookie.borrow_mut() = cookie;
         }
         let text = resp.text()?;
         if status == 200 {
             return Ok(text);
         }
-        let doc = xml(&text)
-            .with_context(|| format!("{method} answered HTTP {status} with no SOAP body"))?;
-        let fault = doc
-            .descendants()
-            .find(|n| n.tag_name().name() == "Fault")
-            .with_context(|| format!("{method} answered HTTP {status} with no SOAP fault"))?;
+        Err(self.fault(method, status, &text))
+    }
+
+    /// The SOAP fault of a reply that is not HTTP 200, fit to print.
+    fn fault(&self, method: &str, status: u16, text: &str) -> anyhow::Error {
+        let Ok(doc) = xml(text) else {
+            return anyhow::anyhow!("{method} answered HTTP {status} with no SOAP body");
+        };
+        let Some(fault) = doc.descendants().find(|n| n.tag_name().name() == "Fault") else {
+            return anyhow::anyhow!("{method} answered HTTP {status} with no SOAP fault");
+        };
         let message = fault
             .children()
             .find(|n| n.tag_name().name() == "faultstring")
             .and_then(|n| n.text())
-            .unwrap_or("no message")
-            .to_string();
+            .unwrap_or("no message");
         let kind = fault
             .descendants()
             .find(|n| n.tag_name().name() == "detail")
             .and_then(|d| d.children().find(Node::is_element))
             .map(|n| {
                 let name = n.tag_name().name();
-                name.strip_suffix("Fault").unwrap_or(name).to_string()
+                name.strip_suffix("Fault").unwrap_or(name)
             })
             .unwrap_or_default();
-        Err(Fault { kind, message }.into())
+        let shown = self.shown.borrow();
+        Fault {
+            kind: shown.text(kind),
+            message: shown.text(message),
+        }
+        .into()
     }
 }
 
@@ -717,7 +769,8 @@ fn moref(kind: &str, value: &str) -> MoRef {
 }
 
 /// A reply as XML, with at most [`MAX_NODES`] nodes: counted before parsing too, as roxmltree
-/// reserves room for a node per `<` and an attribute per `=`.
+/// reserves room for a node per `<` and an attribute per `=`. Its errors are escaped, as they
+/// may quote the reply.
 fn xml(text: &str) -> Result<Document<'_>> {
     let too_many = || {
         anyhow::anyhow!(
@@ -735,7 +788,10 @@ fn xml(text: &str) -> Result<Document<'_>> {
     };
     Document::parse_with_options(text, opt).map_err(|e| match e {
         roxmltree::Error::NodesLimitReached => too_many(),
-        e => anyhow::anyhow!("the vSphere API answered with XML that does not parse: {e}"),
+        e => anyhow::anyhow!(
+            "the vSphere API answered with XML that does not parse: {}",
+            server_text::escape(&e.to_string())
+        ),
     })
 }
 
