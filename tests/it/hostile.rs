@@ -1217,3 +1217,63 @@ fn a_fault_that_echoes_the_request_shows_no_secret() {
     }
     figures.report("a_fault_that_echoes_the_request_shows_no_secret");
 }
+
+/// Item 6: 200 MiB on standard input for `--password-stdin` is refused at 4 KiB, before any
+/// connection.
+#[test]
+fn a_password_on_stdin_over_the_cap_is_refused() {
+    let (dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let server = FakeVsphere::start(Lies::default());
+    let big = dir.path().join("password");
+    fs::File::create(&big).unwrap().set_len(200 << 20).unwrap();
+    let m = bounded::run(
+        hostile_deploy(&rom, &server.url, &["--password-stdin"]),
+        Stdio::from(fs::File::open(&big).unwrap()),
+    );
+    figures.add("200 MiB password", &m);
+    fails_with(&m.out, "the password on standard input is over 4 KiB");
+    assert_eq!(server.calls(), Vec::<String>::new());
+    figures.report("a_password_on_stdin_over_the_cap_is_refused");
+}
+
+/// Item 6: a CA file that is a FIFO (would block) or /dev/zero (would fill memory), by flag or
+/// GOVC_TLS_CA_CERTS, or a file over 1 MiB, is refused before any connection.
+#[test]
+fn a_ca_file_that_is_not_a_small_regular_file_is_refused() {
+    let (dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let server = FakeVsphere::start(Lies::default());
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.path().join("big.pem");
+    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    pem.resize(2 << 20, b'A');
+    fs::write(&big, pem).unwrap();
+    let (fifo, big) = (fifo.to_str().unwrap(), big.to_str().unwrap());
+    let cases = [
+        (Some(fifo), None, "is not a regular file"),
+        (Some("/dev/zero"), None, "is not a regular file"),
+        (None, Some("/dev/zero"), "is not a regular file"),
+        (Some(big), None, "over the 1 MiB cap"),
+    ];
+    for (flag, env, want) in cases {
+        let mut cmd = match flag {
+            Some(f) => hostile_deploy(&rom, &server.url, &["--ca-file", f]),
+            None => hostile_deploy(&rom, &server.url, &[]),
+        };
+        if let Some(e) = env {
+            cmd.env("GOVC_TLS_CA_CERTS", e);
+        }
+        let what = format!("CA file {}", flag.or(env).unwrap());
+        let m = bounded::run(cmd, Stdio::null());
+        figures.add(&what, &m);
+        fails_with(&m.out, want);
+        assert_eq!(server.calls(), Vec::<String>::new(), "{what}");
+    }
+    figures.report("a_ca_file_that_is_not_a_small_regular_file_is_refused");
+}

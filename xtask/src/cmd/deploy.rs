@@ -1,7 +1,7 @@
 //! `cargo xtask deploy`: upload a ROM to a datastore and set the VM's keys through the vSphere
 //! API, in one reconfiguration.
 
-use std::{io::Read, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use xtask::{
@@ -118,11 +118,7 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
         .or(url_user)
         .context("no user name: set GOVC_USERNAME or pass --username")?;
     let password = if args.password_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the password from standard input")?;
-        Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
+        Secret::read(std::io::stdin().lock())?
     } else if let Ok(p) = std::env::var("GOVC_PASSWORD") {
         Secret::new(p)
     } else if let Some(p) = url_password {

@@ -13,7 +13,7 @@ use url::Url;
 use crate::{
     http::{self, Body, Request},
     vm::{
-        http_url,
+        files, http_url,
         server_text::{self, Shown},
     },
 };
@@ -27,6 +27,10 @@ const MAX_PAGES: usize = 500;
 /// The most text one property retrieval keeps over all its pages (each is at most
 /// [`http::MAX_REPLY`]), so that pages of 16 MiB cannot add up to gigabytes.
 const MAX_RETRIEVED: usize = 64 << 20;
+/// The most a CA file may hold: a bundle of every public root is about 200 KiB.
+const MAX_CA_FILE: u64 = 1 << 20;
+/// The longest password `--password-stdin` takes.
+const MAX_PASSWORD: u64 = 4 << 10;
 /// The most XML nodes one reply may have. roxmltree keeps about 80 bytes a node and reserves
 /// room for one per `<` up front, so 16 MiB of `<a/>` would take over 300 MiB; a VM inventory
 /// of 45,000 names is about 400,000 nodes.
@@ -39,6 +43,22 @@ pub struct Secret(String);
 impl Secret {
     pub fn new(s: String) -> Secret {
         Secret(s)
+    }
+
+    /// A password from a stream (`--password-stdin`), without its line end, refused over 4 KiB
+    /// before it is all read: a stream of 200 MiB took 1.2 GB of memory on its way to Login.
+    pub fn read(r: impl std::io::Read) -> Result<Secret> {
+        let Some(bytes) = files::read_capped(r, MAX_PASSWORD)
+            .context("cannot read the password from standard input")?
+        else {
+            bail!(
+                "the password on standard input is over {} KiB; write only the password there",
+                MAX_PASSWORD >> 10
+            );
+        };
+        let text =
+            String::from_utf8(bytes).context("the password on standard input is not UTF-8")?;
+        Ok(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
     }
 
     fn expose(&self) -> &str {
@@ -170,13 +190,19 @@ impl Session {
 
     /// Reads the service content: where the managers are.
     fn connect(endpoint: &Endpoint) -> Result<Session> {
+        if let Some(path) = &endpoint.ca_file {
+            let pem = files::read_regular_file(path, MAX_CA_FILE, "the CA file")?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                bail!("the CA file {} holds no PEM certificate", path.display());
+            }
+        }
         let client = http::Client::new(
             http::Trust {
                 ca_file: endpoint.ca_file.clone(),
                 insecure: endpoint.insecure,
             },
             Duration::from_secs(120),
-        )?;
+        );
         let mut session = Session {
             client,
             url: endpoint.url.clone(),
