@@ -47,6 +47,16 @@ impl World {
     }
 
     fn deploy_with_password(&self, password: &str, extra: &[&str]) -> Output {
+        self.deploy_with(password, extra, |_| {})
+    }
+
+    /// `deploy` with `adjust` applied last to its command (standard input, environment).
+    fn deploy_with(
+        &self,
+        password: &str,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Output {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
         cmd.arg("--project")
             .arg(self.project.dir.path())
@@ -67,6 +77,7 @@ impl World {
                 cmd.args([flag, value]);
             }
         }
+        adjust(&mut cmd);
         let out = cmd.output().unwrap();
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(
@@ -386,4 +397,65 @@ fn a_vm_changed_between_plan_and_apply_is_left_alone() {
     assert_eq!(now.extra_config["guestinfo.someone.else"], "1");
     session.logout().unwrap();
     other.logout().unwrap();
+}
+
+/// Issue 33: connection settings refused before any connection (user info in --url, a host
+/// that parsers read differently, a password on standard input over 4 KiB, a FIFO as the CA
+/// file) leave the VM and the datastore as they were.
+#[test]
+fn refused_connection_settings_leave_the_vm_as_it_was() {
+    let Some(w) = World::new() else { return };
+    let session = w.session();
+    let before = session.find_vm("DC0_H0_VM0").unwrap();
+    let port = w
+        .vcsim
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches("/sdk");
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let long = dir.path().join("password");
+    std::fs::write(&long, "x".repeat(5 << 10)).unwrap();
+    let user_url = format!(
+        "https://{}@127.0.0.1:{port}/sdk",
+        crate::support::vcsim::USER
+    );
+    let short_host = format!("https://127.1:{port}/sdk");
+    let fifo = fifo.to_str().unwrap();
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["--url", &user_url], "", "--url carries a user name"),
+        (&[], &short_host, "GOVC_URL names the host '127.1'"),
+        (
+            &["--password-stdin"],
+            "",
+            "the password on standard input is over 4 KiB",
+        ),
+        (&["--ca-file", fifo], "", "is not a regular file"),
+    ];
+    for (extra, govc_url, want) in cases {
+        let mut args = vec!["--vm", "DC0_H0_VM0", "--nic", "e1000"];
+        args.extend_from_slice(extra);
+        let out = w.deploy_with(crate::support::vcsim::PASSWORD, &args, |cmd| {
+            if !govc_url.is_empty() {
+                cmd.env("GOVC_URL", govc_url);
+            }
+            cmd.stdin(std::fs::File::open(&long).unwrap());
+        });
+        fails_with(&out, want);
+    }
+    let now = session.find_vm("DC0_H0_VM0").unwrap();
+    assert_eq!(now.extra_config, before.extra_config, "the VM was changed");
+    assert_eq!(now.firmware, before.firmware, "the VM was changed");
+    assert!(
+        w.datastore_file("vsphere-ipxe-rom").is_none(),
+        "no ROM was uploaded by a refused deploy"
+    );
+    session.logout().unwrap();
 }

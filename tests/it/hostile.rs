@@ -8,10 +8,14 @@ use std::{
     fs,
     io::Write as _,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
-use crate::support::*;
+use crate::support::{
+    bounded,
+    fake_vsphere::{FakeVsphere, Lies},
+    *,
+};
 use proptest::{prelude::*, test_runner::TestRunner};
 use unicode_normalization::UnicodeNormalization;
 use xtask::{
@@ -1404,4 +1408,433 @@ fn every_fleet_output_survives_its_parser() {
         .output()
         .unwrap();
     ok(&out);
+}
+
+/// Issue 33: `deploy` against a lying vSphere server (`support::fake_vsphere`) and against
+/// hostile connection settings. Every run is held to `support::bounded`'s memory and time caps.
+const PASSWORD: &str = "pw&9f3c<never>printed";
+/// A piece of the password that any encoding of it (raw, XML-escaped, echoed) keeps.
+const PASSWORD_MARK: &str = "9f3c";
+/// A piece of the fake server's session cookie.
+const COOKIE_MARK: &str = "5e7a1c";
+
+/// An e1000 ROM file to deploy; the directory goes with it.
+fn e1000_rom() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("8086100f.rom");
+    fs::write(&file, rom_image(Nic::by_name("e1000").unwrap(), 4096)).unwrap();
+    (dir, file)
+}
+
+/// A dry-run `deploy` of `rom` to VM `victim` on datastore `ds1`, govc's environment pointing
+/// at `govc_url`, the password only in GOVC_PASSWORD.
+fn hostile_deploy(rom: &Path, govc_url: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["deploy", "--vm", "victim", "--datastore", "ds1"])
+        .args(["--nic", "e1000", "--dry-run"])
+        .args(ADDRESSES)
+        .args(["--chain", "http://b/x", "--rom"])
+        .arg(rom)
+        .args(extra)
+        .env("GOVC_URL", govc_url)
+        .env("GOVC_USERNAME", "deployer")
+        .env("GOVC_PASSWORD", PASSWORD)
+        .env_remove("GOVC_INSECURE")
+        .env_remove("GOVC_TLS_CA_CERTS");
+    cmd
+}
+
+/// Neither the password nor the session cookie in anything the run printed.
+#[track_caller]
+fn no_secret(what: &str, m: &bounded::Measured) {
+    let all = format!("{}{}", stdout(&m.out), stderr(&m.out));
+    assert!(
+        !all.contains(PASSWORD_MARK),
+        "{what}: the password was shown:\n{all}"
+    );
+    assert!(
+        !all.contains(COOKIE_MARK),
+        "{what}: the cookie was shown:\n{all}"
+    );
+}
+
+/// Item 2: an `@` in the path is not user info. Before, `--url http://A/x@B` and
+/// `GOVC_URL=http://A/sdk@B` logged in at B; now the password goes to A, the host both WHATWG
+/// and Go's net/url (so govc) read there, or nowhere.
+#[test]
+fn credentials_go_only_to_the_host_the_url_names() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let victim = FakeVsphere::start(Lies::default());
+    // 127.0.0.2 is loopback too; nothing listens on its port 80.
+    let url = format!("http://127.0.0.2/x@{}", victim.authority());
+    let m = bounded::run(
+        hostile_deploy(&rom, "http://127.0.0.1:9/sdk", &["--url", &url]),
+        Stdio::null(),
+    );
+    figures.add(&url, &m);
+    fails_with(
+        &m.out,
+        "cannot reach the vSphere API at http://127.0.0.2/x@",
+    );
+    no_secret(&url, &m);
+    assert_eq!(
+        victim.calls(),
+        Vec::<String>::new(),
+        "{url} reached the victim"
+    );
+
+    let named = FakeVsphere::start_on("127.0.0.2", Lies::default());
+    let url = format!("http://{}/sdk@{}", named.authority(), victim.authority());
+    let m = bounded::run(hostile_deploy(&rom, &url, &[]), Stdio::null());
+    figures.add(&url, &m);
+    ok(&m.out);
+    no_secret(&url, &m);
+    assert_eq!(
+        victim.calls(),
+        Vec::<String>::new(),
+        "{url} reached the victim"
+    );
+    let login = named.seen().into_iter().find(|s| s.call == "Login");
+    assert!(
+        login.is_some_and(|s| s.raw.contains(PASSWORD_MARK)),
+        "{url}: the named host got no login: {:?}",
+        named.calls()
+    );
+    figures.report("credentials_go_only_to_the_host_the_url_names");
+}
+
+/// Item 2: a URL that parsers read differently, or that names no http(s) host, is refused
+/// before any connection, with the problem and the fix; the host it might have meant (the
+/// victim) sees nothing.
+#[test]
+fn an_ambiguous_url_is_refused_before_any_connection() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let victim = FakeVsphere::start(Lies::default());
+    let (v, port) = (
+        victim.authority(),
+        victim.authority().split(':').nth(1).unwrap().to_string(),
+    );
+    let cases: Vec<(bool, String, &str)> = vec![
+        (
+            true,
+            format!("http://deployer@{v}/sdk"),
+            "--url carries a user name",
+        ),
+        (
+            false,
+            format!("http://127.0.0.2\\@{v}/sdk"),
+            "GOVC_URL has a backslash",
+        ),
+        (
+            false,
+            format!("http://127.1:{port}/sdk"),
+            "GOVC_URL names the host '127.1'",
+        ),
+        (
+            false,
+            format!("http://0x7f.0.0.1:{port}/sdk"),
+            "host '0x7f.0.0.1'",
+        ),
+        (
+            false,
+            format!("http://2130706433:{port}/sdk"),
+            "host '2130706433'",
+        ),
+        (false, format!("http:///{v}/sdk"), "GOVC_URL has no host"),
+        // These would have asked the DNS server before the fix; now nothing leaves the machine.
+        (
+            false,
+            format!("http://127.0.0.1.:{port}/sdk"),
+            "host '127.0.0.1.'",
+        ),
+        (
+            false,
+            format!("http://%31%32%37.0.0.1:{port}/sdk"),
+            "host '%31%32%37.0.0.1'",
+        ),
+        (
+            false,
+            format!("http://127.0.0.\t1:{port}/sdk"),
+            "GOVC_URL has a control character or space, U+0009",
+        ),
+        (
+            false,
+            format!("ftp+x://{v}/sdk"),
+            "GOVC_URL has '://' after something that is not a scheme",
+        ),
+        (
+            false,
+            format!("ftp://{v}/sdk"),
+            "GOVC_URL scheme 'ftp' is not http or https",
+        ),
+        (
+            false,
+            "file:///etc/passwd".into(),
+            "GOVC_URL scheme 'file' is not http or https",
+        ),
+    ];
+    for (flag, url, want) in &cases {
+        let cmd = if *flag {
+            hostile_deploy(&rom, "http://127.0.0.1:9/sdk", &["--url", url])
+        } else {
+            hostile_deploy(&rom, url, &[])
+        };
+        let m = bounded::run(cmd, Stdio::null());
+        figures.add(url, &m);
+        let err = fails_with(&m.out, want);
+        assert!(
+            ["give", "pass", "write", "remove", "begin"]
+                .iter()
+                .any(|fix| err.contains(fix)),
+            "{url}: no fix named:\n{err}"
+        );
+        no_secret(url, &m);
+        assert_eq!(
+            victim.calls(),
+            Vec::<String>::new(),
+            "{url} reached the victim"
+        );
+    }
+    // The victim is there: its own URL, written plainly, reaches it.
+    let m = bounded::run(hostile_deploy(&rom, &victim.url, &[]), Stdio::null());
+    figures.add(&victim.url, &m);
+    ok(&m.out);
+    assert!(victim.calls().contains(&"Login".to_string()));
+    figures.report("an_ambiguous_url_is_refused_before_any_connection");
+}
+
+/// Item 3: a 600 MiB reply, SOAP or the datastore file, sent without a Content-Length so that
+/// curl cannot refuse it up front, stops at the 16 MiB cap; a reply under the cap made of
+/// empty elements, which roxmltree would keep at some 80 bytes each, stops at 1,000,000 nodes.
+#[test]
+fn a_huge_reply_from_vsphere_stops_at_the_cap() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let huge = |what| Lies {
+        huge: Some((what, 600 << 20)),
+        ..Lies::default()
+    };
+    let nodes = |n| Lies {
+        nodes: Some(("RetrievePropertiesEx", n)),
+        ..Lies::default()
+    };
+    let cases = [
+        (
+            "600 MiB SOAP reply",
+            huge("RetrievePropertiesEx"),
+            "over the 16 MiB cap",
+        ),
+        ("600 MiB datastore file", huge("GET"), "over the 16 MiB cap"),
+        (
+            "15 MiB of <a/>",
+            nodes(15 << 18),
+            "more than 1000000 XML nodes",
+        ),
+        (
+            "1.5 million <a/>",
+            nodes(1_500_000),
+            "more than 1000000 XML nodes",
+        ),
+    ];
+    for (what, lies, want) in cases {
+        let server = FakeVsphere::start(lies);
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(what, &m);
+        fails_with(&m.out, want);
+        no_secret(what, &m);
+    }
+    figures.report("a_huge_reply_from_vsphere_stops_at_the_cap");
+}
+
+/// Item 3: a property collector that always hands back a continuation token is read for at
+/// most 500 pages; pages of 15 MiB stop when they add up to 64 MiB.
+#[test]
+fn endless_continuation_tokens_stop_at_the_page_limit() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let cases = [
+        (
+            0,
+            "sent 500 pages for one question, and a token for more",
+            500,
+        ),
+        (15 << 20, "sent more than 64 MiB for one question", 5),
+    ];
+    for (padding, want, most) in cases {
+        let server = FakeVsphere::start(Lies {
+            endless_tokens: true,
+            page_padding: padding,
+            ..Lies::default()
+        });
+        let what = format!("endless tokens, pages of {padding} more bytes");
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(&what, &m);
+        fails_with(&m.out, want);
+        let pages = server
+            .calls()
+            .iter()
+            .filter(|c| c.contains("RetrieveProperties"))
+            .count();
+        assert!(pages <= most, "{what}: {pages} pages read");
+    }
+    figures.report("endless_continuation_tokens_stop_at_the_page_limit");
+}
+
+/// Item 3: what the server says of the VM reaches the plan escaped: no line of it can be
+/// forged, no terminal control or bidi character gets through.
+#[test]
+fn server_text_cannot_forge_lines_in_the_plan() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    // XML 1.0 carries no C0 control but tab, LF and CR; C1 (CSI is U+009B), DEL, bidi and
+    // invisible characters it does.
+    let hostile = "\n\r\t\u{7f}\u{85}\u{9b}2J\u{202e}\u{2066}\u{200b}\u{feff}\u{2028}\u{ad}";
+    let server = FakeVsphere::start(Lies {
+        power_state: "poweredOff\nset       firmware = bios  (was efi, FAKE LINE)".into(),
+        firmware: format!("bios\u{202e}FAKE{hostile}"),
+        vm_moref: "vm-1\r\nvsphere   FAKE".into(),
+        extra_config: vec![
+            (
+                "guestinfo.ipxe.net0.ip".into(),
+                format!("10.0.0.9{hostile}FAKE"),
+            ),
+            (
+                "guestinfo.ipxe.dns".into(),
+                "1.1.1.1\u{9b}2J\u{85}FAKE".into(),
+            ),
+        ],
+        ..Lies::default()
+    });
+    let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+    figures.add("hostile VM values", &m);
+    ok(&m.out);
+    let text = stdout(&m.out);
+    let labels = [
+        "dry run:",
+        "vsphere ",
+        "vm ",
+        "rom ",
+        "upload ",
+        "set ",
+        "unchanged ",
+        "note ",
+        "power on ",
+    ];
+    for line in text.lines() {
+        assert!(
+            labels.iter().any(|l| line.starts_with(l)),
+            "a forged line: {line:?}\n{text}"
+        );
+        let bad: Vec<char> = line
+            .chars()
+            .filter(|c| c.is_control() || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?} printed raw in {line:?}");
+    }
+    assert!(!text.contains("\nset       firmware"), "{text}");
+    assert_eq!(
+        text.matches("FAKE").count(),
+        5,
+        "each lie shown once, escaped:\n{text}"
+    );
+    figures.report("server_text_cannot_forge_lines_in_the_plan");
+}
+
+/// Item 3: a fault whose message echoes the request (the Login's password, the session
+/// cookie) is printed with both redacted.
+#[test]
+fn a_fault_that_echoes_the_request_shows_no_secret() {
+    let (_dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    for (call, want) in [
+        ("Login", "cannot log in"),
+        ("RetrievePropertiesEx", "RetrievePropertiesEx"),
+    ] {
+        let server = FakeVsphere::start(Lies {
+            echo_fault: Some(call),
+            ..Lies::default()
+        });
+        let m = bounded::run(hostile_deploy(&rom, &server.url, &[]), Stdio::null());
+        figures.add(call, &m);
+        let err = fails_with(&m.out, want);
+        // The echo is shown, so this test would see a secret in it.
+        assert!(
+            err.contains("vmware_soap_session="),
+            "{call}: the echo was not shown:\n{err}"
+        );
+        no_secret(call, &m);
+        let raw = server
+            .seen()
+            .into_iter()
+            .find(|s| s.call == call)
+            .unwrap()
+            .raw;
+        assert!(
+            raw.contains(COOKIE_MARK),
+            "{call} carried the cookie, which the echo repeats"
+        );
+    }
+    figures.report("a_fault_that_echoes_the_request_shows_no_secret");
+}
+
+/// Item 6: 200 MiB on standard input for `--password-stdin` is refused at 4 KiB, before any
+/// connection.
+#[test]
+fn a_password_on_stdin_over_the_cap_is_refused() {
+    let (dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let server = FakeVsphere::start(Lies::default());
+    let big = dir.path().join("password");
+    fs::File::create(&big).unwrap().set_len(200 << 20).unwrap();
+    let m = bounded::run(
+        hostile_deploy(&rom, &server.url, &["--password-stdin"]),
+        Stdio::from(fs::File::open(&big).unwrap()),
+    );
+    figures.add("200 MiB password", &m);
+    fails_with(&m.out, "the password on standard input is over 4 KiB");
+    assert_eq!(server.calls(), Vec::<String>::new());
+    figures.report("a_password_on_stdin_over_the_cap_is_refused");
+}
+
+/// Item 6: a CA file that is a FIFO (would block) or /dev/zero (would fill memory), by flag or
+/// GOVC_TLS_CA_CERTS, or a file over 1 MiB, is refused before any connection.
+#[test]
+fn a_ca_file_that_is_not_a_small_regular_file_is_refused() {
+    let (dir, rom) = e1000_rom();
+    let mut figures = bounded::Figures::default();
+    let server = FakeVsphere::start(Lies::default());
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = dir.path().join("big.pem");
+    let mut pem = b"-----BEGIN CERTIFICATE-----\n".to_vec();
+    pem.resize(2 << 20, b'A');
+    fs::write(&big, pem).unwrap();
+    let (fifo, big) = (fifo.to_str().unwrap(), big.to_str().unwrap());
+    let cases = [
+        (Some(fifo), None, "is not a regular file"),
+        (Some("/dev/zero"), None, "is not a regular file"),
+        (None, Some("/dev/zero"), "is not a regular file"),
+        (Some(big), None, "over the 1 MiB cap"),
+    ];
+    for (flag, env, want) in cases {
+        let mut cmd = match flag {
+            Some(f) => hostile_deploy(&rom, &server.url, &["--ca-file", f]),
+            None => hostile_deploy(&rom, &server.url, &[]),
+        };
+        if let Some(e) = env {
+            cmd.env("GOVC_TLS_CA_CERTS", e);
+        }
+        let what = format!("CA file {}", flag.or(env).unwrap());
+        let m = bounded::run(cmd, Stdio::null());
+        figures.add(&what, &m);
+        fails_with(&m.out, want);
+        assert_eq!(server.calls(), Vec::<String>::new(), "{what}");
+    }
+    figures.report("a_ca_file_that_is_not_a_small_regular_file_is_refused");
 }

@@ -16,6 +16,12 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 const CONNECT_TIMEOUT: &str = "15";
+/// The most a reply's body may hold: a SOAP reply of vim25, or a file read from a datastore
+/// (an option ROM is at most 16 MiB). A server that sends more is refused, in memory of that
+/// size, instead of filling memory with it.
+pub const MAX_REPLY: u64 = 16 << 20;
+/// Room for the reply's header blocks, which curl's `--include` writes before the body.
+const MAX_HEADERS: u64 = 64 << 10;
 /// A transfer slower than 1 byte/s for this long has stalled.
 const STALL_SECONDS: &str = "30";
 
@@ -57,8 +63,8 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn text(&self) -> Result<String> {
-        String::from_utf8(self.body.clone()).context("the reply is not UTF-8")
+    pub fn text(self) -> Result<String> {
+        String::from_utf8(self.body).context("the reply is not UTF-8")
     }
 }
 
@@ -69,34 +75,92 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(trust: Trust, timeout: Duration) -> Result<Client> {
-        if let Some(path) = &trust.ca_file {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the CA file {}", path.display()))?;
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                bail!("the CA file {} holds no PEM certificate", path.display());
-            }
-        }
-        Ok(Client { trust, timeout })
+    /// The CA file, if any, is curl's to read: check it first (`vsphere::Session` does).
+    pub fn new(trust: Trust, timeout: Duration) -> Client {
+        Client { trust, timeout }
     }
 
+    /// Sends `req` and reads the reply, refusing one over [`MAX_REPLY`]: curl's `--max-filesize`
+    /// stops a reply that announces its size, and the read stops any other at the cap.
     pub fn send(&self, req: &Request) -> Result<Response> {
         let config = config(req, &self.trust, self.timeout);
         let sh = Shell::new()?;
-        let out = cmd!(
+        let mut curl: std::process::Command = cmd!(
             sh,
             "curl --disable --config - --silent --show-error --include"
         )
-        .quiet()
-        .ignore_status()
-        .stdin(config)
-        .output()
-        .map_err(no_curl)?;
-        if !out.status.success() {
-            bail!("{} {}: {}", req.method, req.url, curl_error(&out.stderr));
+        .into();
+        let what = || format!("{} {}", req.method, req.url);
+        let (status, out, stderr) = capped(&mut curl, &config, MAX_REPLY + MAX_HEADERS)?;
+        let Some(out) = out else {
+            bail!(
+                "{}: the reply is over the {} MiB cap for a vSphere reply; is this a vSphere server?",
+                what(),
+                MAX_REPLY >> 20
+            );
+        };
+        if !status.success() {
+            if status.code() == Some(63) {
+                bail!(
+                    "{}: the reply announces more than the {} MiB cap for a vSphere reply; is this \
+                     a vSphere server?",
+                    what(),
+                    MAX_REPLY >> 20
+                );
+            }
+            bail!("{}: {}", what(), curl_error(&stderr));
         }
-        parse(&out.stdout).with_context(|| format!("{} {}", req.method, req.url))
+        parse(out).with_context(what)
     }
+}
+
+/// Runs `curl` with `config` on stdin; its stdout up to `cap` bytes (None past it, when curl
+/// is killed), its exit status and stderr.
+fn capped(
+    curl: &mut std::process::Command,
+    config: &str,
+    cap: u64,
+) -> Result<(std::process::ExitStatus, Option<Vec<u8>>, Vec<u8>)> {
+    use std::{
+        io::{Read, Write},
+        process::Stdio,
+    };
+    let mut child = curl
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context(
+            "cannot run curl, which the tool uses for HTTP; install it (Debian: apt-get install curl)",
+        )?;
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let errors = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(64 << 10).read_to_end(&mut buf);
+        buf
+    });
+    // curl reads its whole config before it connects, so this write cannot wait on the reply.
+    let written = child
+        .stdin
+        .take()
+        .context("no stdin")?
+        .write_all(config.as_bytes());
+    let mut out = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .context("no stdout")?
+        .take(cap + 1)
+        .read_to_end(&mut out);
+    let over = out.len() as u64 > cap;
+    if over {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let stderr = errors.join().unwrap_or_default();
+    written?;
+    read?;
+    Ok((status, (!over).then_some(out), stderr))
 }
 
 /// A public file's bytes (GET, redirects followed, HTTP errors are errors).
@@ -150,14 +214,16 @@ pub fn download(url: &str, dest: &Path) -> Result<()> {
 }
 
 /// curl's error line (`curl: (60) SSL certificate problem: ...`), without the paragraph of
-/// advice it adds for some errors: ours names the fix.
+/// advice it adds for some errors: ours names the fix. Escaped: it may quote the server (a
+/// certificate's subject name).
 fn curl_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
-    text.lines()
+    let line = text
+        .lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("curl failed without a message")
-        .trim()
-        .to_string()
+        .trim();
+    crate::vm::server_text::escape(line)
 }
 
 fn no_curl(e: xshell::Error) -> anyhow::Error {
@@ -189,6 +255,7 @@ fn config(req: &Request, trust: &Trust, timeout: Duration) -> String {
     }
     set("connect-timeout", CONNECT_TIMEOUT);
     set("max-time", &timeout.as_secs().to_string());
+    set("max-filesize", &MAX_REPLY.to_string());
     set("proto", "=http,https");
     c.push_str("globoff\nsuppress-connect-headers\n");
     if trust.insecure {
@@ -216,8 +283,8 @@ fn quote(v: &str) -> String {
 }
 
 /// `--include` output: header blocks (interim 1xx ones skipped), then the body.
-fn parse(out: &[u8]) -> Result<Response> {
-    let mut rest = out;
+fn parse(mut out: Vec<u8>) -> Result<Response> {
+    let mut rest = &out[..];
     loop {
         let end = rest
             .windows(4)
@@ -239,10 +306,12 @@ fn parse(out: &[u8]) -> Result<Response> {
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
+        // The body, moved out rather than copied: it may be 16 MiB.
+        let body = out.split_off(out.len() - rest.len());
         return Ok(Response {
             status,
             headers,
-            body: rest.to_vec(),
+            body,
         });
     }
 }
@@ -283,7 +352,7 @@ mod tests {
     fn interim_replies_are_skipped() {
         let out = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Internal Server Error\r\n\
                     Set-Cookie: vmware_soap_session=abc; Path=/\r\nContent-Type: text/xml\r\n\r\n<fault/>";
-        let r = parse(out).unwrap();
+        let r = parse(out.to_vec()).unwrap();
         assert_eq!(r.status, 500);
         assert_eq!(
             r.header_values("set-cookie").collect::<Vec<_>>(),
@@ -305,8 +374,8 @@ mod tests {
 
     #[test]
     fn an_empty_body_and_http2_status_lines() {
-        let r = parse(b"HTTP/2 204\r\ndate: x\r\n\r\n").unwrap();
+        let r = parse(b"HTTP/2 204\r\ndate: x\r\n\r\n".to_vec()).unwrap();
         assert_eq!((r.status, r.body.len()), (204, 0));
-        assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\n".to_vec()).is_err());
     }
 }

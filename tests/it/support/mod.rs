@@ -3,6 +3,8 @@
 
 pub mod ansible;
 pub mod hostile_net;
+pub mod bounded;
+pub mod fake_vsphere;
 pub mod pki;
 pub mod terraform;
 pub mod tls_forge;

@@ -81,7 +81,7 @@ impl Vcsim {
         use xtask::vm::vsphere::{Credentials, Endpoint, Secret, Session};
         Session::login(
             &Endpoint {
-                url: self.url.clone(),
+                url: self.url.parse().unwrap(),
                 insecure: false,
                 ca_file: Some(self.ca.clone()),
             },

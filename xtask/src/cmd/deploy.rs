@@ -1,7 +1,7 @@
 //! `cargo xtask deploy`: upload a ROM to a datastore and set the VM's keys through the vSphere
 //! API, in one reconfiguration.
 
-use std::{io::Read, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use xtask::{
@@ -48,7 +48,8 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// vCenter or ESXi, e.g. https://vcenter.example/sdk [env: GOVC_URL, which may also carry
-    /// user:password@; a password in --url is refused, as every user can read a process's flags]
+    /// user:password@; user info in --url is refused, as every user can read a process's flags
+    /// and a user@ reads like a host]
     #[arg(long)]
     url: Option<String>,
     #[arg(long, env = "GOVC_USERNAME")]
@@ -94,12 +95,21 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
             false,
         ),
     };
-    let (url, url_user, url_password) = vsphere::parse_url(&raw_url)?;
+    let what = if from_flag { "--url" } else { "GOVC_URL" };
+    let (url, url_user, url_password) = vsphere::parse_url(&raw_url, what)?;
     if from_flag && url_password.is_some() {
         bail!(
             "--url carries a password, which every user of this machine can read in the process \
              list; pass the URL without it, and the password in GOVC_PASSWORD or with \
              --password-stdin (GOVC_URL in the environment may carry user:password@)"
+        );
+    }
+    // `https://vc.example@10.0.0.9/sdk` reads as vc.example to a person and logs in at
+    // 10.0.0.9: a user name goes in its own flag, where no one mistakes it for the host.
+    if from_flag && url_user.is_some() {
+        bail!(
+            "--url carries a user name (user@ before the host), which a reader can take for the \
+             host; pass the URL as https://HOST/sdk and the user with --username or GOVC_USERNAME"
         );
     }
     let username = args
@@ -108,11 +118,7 @@ fn connection(args: &Args) -> Result<(Endpoint, Credentials)> {
         .or(url_user)
         .context("no user name: set GOVC_USERNAME or pass --username")?;
     let password = if args.password_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("cannot read the password from standard input")?;
-        Secret::new(s.trim_end_matches(['\r', '\n']).to_string())
+        Secret::read(std::io::stdin().lock())?
     } else if let Ok(p) = std::env::var("GOVC_PASSWORD") {
         Secret::new(p)
     } else if let Some(p) = url_password {

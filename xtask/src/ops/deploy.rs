@@ -35,14 +35,18 @@ pub fn deploy(
     deployment::keys(target, &rom)?;
     let (endpoint, creds) = connect()?;
     let session = Session::login(&endpoint, &creds)?;
-    println!("vsphere   {} (user {})", endpoint.url, creds.username);
+    println!(
+        "vsphere   {} (user {})",
+        endpoint.url,
+        session.shown().text(&creds.username)
+    );
     let plan = deployment::plan(&session, target, &rom)?;
     if !opts.dry_run {
         deployment::apply(&session, &plan, &rom, opts.power_on)?;
     }
     print!(
         "{}",
-        deployment::describe(&plan, &rom, opts.power_on, !opts.dry_run)
+        deployment::describe(&plan, &rom, opts.power_on, !opts.dry_run, &session.shown())
     );
     session.logout()
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     nic::Nic,
     vm::network::Network,
+    vm::server_text::Shown,
     vm::vmconfig::{self, Request},
     vm::vsphere::{self, Datastore, Session, Vm},
 };
@@ -188,7 +189,9 @@ pub fn apply(session: &Session, plan: &Plan, rom: &Rom, power_on: bool) -> Resul
                      is no longer {}): its configuration was left as it is; run deploy again to \
                      plan against the VM as it is now",
                     plan.vm.name,
-                    plan.vm.change_version.as_deref().unwrap_or("unset")
+                    session
+                        .shown()
+                        .text(plan.vm.change_version.as_deref().unwrap_or("unset"))
                 )
             } else {
                 e
@@ -206,8 +209,9 @@ pub fn apply(session: &Session, plan: &Plan, rom: &Rom, power_on: bool) -> Resul
     Ok(())
 }
 
-/// What the plan changes, for a person; `done` says whether it has been carried out.
-pub fn describe(plan: &Plan, rom: &Rom, power_on: bool, done: bool) -> String {
+/// What the plan changes, for a person; `done` says whether it has been carried out. What the
+/// server sent (the VM's reference, power state, firmware and old values) goes through `shown`.
+pub fn describe(plan: &Plan, rom: &Rom, power_on: bool, done: bool, shown: &Shown) -> String {
     let mut out = String::new();
     if !done {
         out.push_str("dry run: the changes below are planned, and none is made\n");
@@ -216,7 +220,10 @@ pub fn describe(plan: &Plan, rom: &Rom, power_on: bool, done: bool) -> String {
     let _ = writeln!(
         out,
         "vm        {} ({}), {}, firmware {}",
-        v.name, v.moref.value, v.power_state, v.firmware
+        shown.text(&v.name),
+        shown.text(&v.moref.value),
+        shown.text(&v.power_state),
+        shown.text(&v.firmware)
     );
     let _ = writeln!(
         out,
@@ -235,7 +242,7 @@ pub fn describe(plan: &Plan, rom: &Rom, power_on: bool, done: bool) -> String {
         let old = v
             .extra_config
             .get(k)
-            .map_or("unset".to_string(), |o| format!("was {o}"));
+            .map_or("unset".to_string(), |o| format!("was {}", shown.text(o)));
         let _ = writeln!(out, "set       {k} = {new}  ({old})");
     }
     let same = plan.keys.len() - plan.changes.len();

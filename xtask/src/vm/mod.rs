@@ -2,8 +2,11 @@
 //! and put on a VM through the vSphere API.
 
 pub mod deployment;
+pub mod files;
 pub mod fleet;
+pub mod http_url;
 pub mod network;
 pub mod quote;
+pub mod server_text;
 pub mod vmconfig;
 pub mod vsphere;

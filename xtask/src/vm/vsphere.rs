@@ -8,12 +8,33 @@ use std::{cell::RefCell, collections::BTreeMap, fmt, thread, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use roxmltree::{Document, Node};
+use url::Url;
 
-use crate::http::{self, Body, Request};
+use crate::{
+    http::{self, Body, Request},
+    vm::{
+        files, http_url,
+        server_text::{self, Shown},
+    },
+};
 
 const VIM25: &str = "urn:vim25";
 /// The API version we speak; later servers accept it.
 const SOAP_ACTION: &str = "urn:vim25/6.5";
+/// The most pages one property retrieval reads: vCenter hands out at least 100 objects a page,
+/// and a vCenter holds at most 45,000 VMs. A server still sending tokens after that is lying.
+const MAX_PAGES: usize = 500;
+/// The most text one property retrieval keeps over all its pages (each is at most
+/// [`http::MAX_REPLY`]), so that pages of 16 MiB cannot add up to gigabytes.
+const MAX_RETRIEVED: usize = 64 << 20;
+/// The most a CA file may hold: a bundle of every public root is about 200 KiB.
+const MAX_CA_FILE: u64 = 1 << 20;
+/// The longest password `--password-stdin` takes.
+const MAX_PASSWORD: u64 = 4 << 10;
+/// The most XML nodes one reply may have. roxmltree keeps about 80 bytes a node and reserves
+/// room for one per `<` up front, so 16 MiB of `<a/>` would take over 300 MiB; a VM inventory
+/// of 45,000 names is about 400,000 nodes.
+const MAX_NODES: usize = 1_000_000;
 
 /// A password: never shown by `Debug` or `Display`.
 #[derive(Clone)]
@@ -23,6 +44,23 @@ impl Secret {
     pub fn new(s: String) -> Secret {
         Secret(s)
     }
+
+    /// A password from a stream (`--password-stdin`), without its line end, refused over 4 KiB
+    /// before it is all read: a stream of 200 MiB took 1.2 GB of memory on its way to Login.
+    pub fn read(r: impl std::io::Read) -> Result<Secret> {
+        let Some(bytes) = files::read_capped(r, MAX_PASSWORD)
+            .context("cannot read the password from standard input")?
+        else {
+            bail!(
+                "the password on standard input is over {} KiB; write only the password there",
+                MAX_PASSWORD >> 10
+            );
+        };
+        let text =
+            String::from_utf8(bytes).context("the password on standard input is not UTF-8")?;
+        Ok(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
+    }
+
     fn expose(&self) -> &str {
         &self.0
     }
@@ -37,8 +75,8 @@ impl fmt::Debug for Secret {
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
-    /// `https://host/sdk`, with no credentials in it.
-    pub url: String,
+    /// `https://host/sdk`, with no credentials in it (see [`parse_url`]).
+    pub url: Url,
     pub insecure: bool,
     /// PEM file of the CA(s) to trust instead of the public roots (vCenter's VMCA, say).
     pub ca_file: Option<std::path::PathBuf>,
@@ -96,9 +134,11 @@ const NIC_TYPES: &[&str] = &[
 /// A logged-in session. Dropping it does not log out; call [`Session::logout`].
 pub struct Session {
     client: http::Client,
-    url: String,
+    url: Url,
     /// `vmware_soap_session=...`, set by the first reply that carries it.
     cookie: RefCell<String>,
+    /// How server text is printed: with the password and the cookie redacted.
+    shown: RefCell<Shown>,
     content: ServiceContent,
 }
 
@@ -110,7 +150,8 @@ struct ServiceContent {
     session_manager: MoRef,
 }
 
-/// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message.
+/// A SOAP fault: the fault's type (`InvalidLogin`, ...) and its message, both as
+/// [`Shown::text`] makes them fit to print.
 #[derive(Debug, Default)]
 pub struct Fault {
     pub kind: String,
@@ -128,17 +169,45 @@ impl std::error::Error for Fault {}
 impl Session {
     /// Connects and logs in.
     pub fn login(endpoint: &Endpoint, creds: &Credentials) -> Result<Session> {
+        let session = Session::connect(endpoint)?;
+        session.shown.borrow_mut().add(creds.password.expose());
+        let body = format!(
+            "<userName>{}</userName><password>{}</password>",
+            escape(&creds.username),
+            escape(creds.password.expose())
+        );
+        let sm = session.content.session_manager.clone();
+        match session.call("Login", &sm, &body) {
+            Ok(_) => Ok(session),
+            Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
+                "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
+                endpoint.url,
+                server_text::escape(&creds.username)
+            ),
+            Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
+        }
+    }
+
+    /// Reads the service content: where the managers are.
+    fn connect(endpoint: &Endpoint) -> Result<Session> {
+        if let Some(path) = &endpoint.ca_file {
+            let pem = files::read_regular_file(path, MAX_CA_FILE, "the CA file")?;
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                bail!("the CA file {} holds no PEM certificate", path.display());
+            }
+        }
         let client = http::Client::new(
             http::Trust {
                 ca_file: endpoint.ca_file.clone(),
                 insecure: endpoint.insecure,
             },
             Duration::from_secs(120),
-        )?;
+        );
         let mut session = Session {
             client,
             url: endpoint.url.clone(),
             cookie: RefCell::new(String::new()),
+            shown: RefCell::new(Shown::default()),
             content: ServiceContent {
                 root_folder: moref("Folder", ""),
                 property_collector: moref("PropertyCollector", ""),
@@ -159,7 +228,7 @@ impl Session {
                     endpoint.url
                 )
             })?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         let rv = returnval(&doc)?;
         session.content = ServiceContent {
             root_folder: child_moref(rv, "rootFolder")?,
@@ -167,21 +236,19 @@ impl Session {
             view_manager: child_moref(rv, "viewManager")?,
             session_manager: child_moref(rv, "sessionManager")?,
         };
-        let body = format!(
-            "<userName>{}</userName><password>{}</password>",
-            escape(&creds.username),
-            escape(creds.password.expose())
-        );
-        let sm = session.content.session_manager.clone();
-        match session.call("Login", &sm, &body) {
-            Ok(_) => Ok(session),
-            Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
-                "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
-                endpoint.url,
-                creds.username
-            ),
-            Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
-        }
+        Ok(session)
+    }
+
+    /// How to print what this server sends: the password and the session cookie redacted,
+    /// then escaped.
+    pub fn shown(&self) -> Shown {
+        self.shown.borrow().clone()
+    }
+
+    /// Names the server sent, fit to print.
+    fn shown_all(&self, names: &[String]) -> Vec<String> {
+        let shown = self.shown.borrow();
+        names.iter().map(|n| shown.text(n)).collect()
     }
 
     pub fn logout(self) -> Result<()> {
@@ -197,7 +264,7 @@ impl Session {
         );
         let reply = self.call("CreateContainerView", &self.content.view_manager, &body)?;
         let view = {
-            let doc = Document::parse(&reply)?;
+            let doc = xml(&reply)?;
             node_moref(returnval(&doc)?)?
         };
         let object_set = format!(
@@ -222,7 +289,14 @@ impl Session {
             .into_iter()
             .next()
             .map(|(_, p)| p)
-            .with_context(|| format!("{} {} has gone", obj.kind, obj.value))
+            .with_context(|| {
+                let shown = self.shown.borrow();
+                format!(
+                    "{} {} has gone",
+                    shown.text(&obj.kind),
+                    shown.text(&obj.value)
+                )
+            })
     }
 
     fn retrieve(
@@ -240,9 +314,17 @@ impl Session {
         );
         let pc = self.content.property_collector.clone();
         let mut reply = self.call("RetrievePropertiesEx", &pc, &body)?;
-        let mut out = Vec::new();
-        loop {
-            let doc = Document::parse(&reply)?;
+        let (mut out, mut kept) = (Vec::new(), 0);
+        for page in 1.. {
+            kept += reply.len();
+            if kept > MAX_RETRIEVED {
+                bail!(
+                    "the vSphere property collector sent more than {} MiB for one question; is \
+                     this a vSphere server?",
+                    MAX_RETRIEVED >> 20
+                );
+            }
+            let doc = xml(&reply)?;
             let Some(rv) = doc
                 .descendants()
                 .find(|n| n.has_tag_name((VIM25, "returnval")))
@@ -250,30 +332,21 @@ impl Session {
                 return Ok(out);
             };
             for obj in rv.children().filter(|n| n.has_tag_name((VIM25, "objects"))) {
-                let me = child_moref(obj, "obj")?;
-                let mut props = Props::default();
-                for p in obj
-                    .children()
-                    .filter(|n| n.has_tag_name((VIM25, "propSet")))
-                {
-                    let name = child_text(p, "name").unwrap_or_default();
-                    if let Some(val) = p.children().find(|n| n.has_tag_name((VIM25, "val"))) {
-                        props.0.insert(name, val_xml(val));
-                    }
-                }
-                out.push((me, props));
+                out.push((child_moref(obj, "obj")?, object_props(obj)));
             }
-            match child_text(rv, "token") {
-                Some(token) => {
-                    reply = self.call(
-                        "ContinueRetrievePropertiesEx",
-                        &pc,
-                        &format!("<token>{}</token>", escape(&token)),
-                    )?
-                }
-                None => return Ok(out),
+            let Some(token) = child_text(rv, "token") else {
+                return Ok(out);
+            };
+            if page == MAX_PAGES {
+                break;
             }
+            let token = format!("<token>{}</token>", escape(&token));
+            reply = self.call("ContinueRetrievePropertiesEx", &pc, &token)?;
         }
+        bail!(
+            "the vSphere property collector sent {MAX_PAGES} pages for one question, and a token \
+             for more; is this a vSphere server?"
+        )
     }
 
     /// Finds a VM by name; the error lists close names.
@@ -284,7 +357,7 @@ impl Session {
             .iter()
             .find(|(_, p)| p.text("name").as_deref() == Some(name))
         else {
-            bail!("{}", not_found("VM", name, &names, "--vm"));
+            bail!("{}", not_found("VM", name, &self.shown_all(&names), "--vm"));
         };
         let p = self.properties(
             moref,
@@ -315,6 +388,7 @@ impl Session {
             .iter()
             .find(|(_, p)| p.text("name").as_deref() == Some(name))
         else {
+            let names = self.shown_all(&names);
             bail!("{}", not_found("datastore", name, &names, "--datastore"));
         };
         for (_, dc) in self.inventory("Datacenter", &["name", "datastore"])? {
@@ -412,13 +486,13 @@ impl Session {
             &vm.moref,
             &format!("<spec>{spec}</spec>"),
         )?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         node_moref(returnval(&doc)?)
     }
 
     pub fn power_on(&self, vm: &Vm) -> Result<MoRef> {
         let reply = self.call("PowerOnVM_Task", &vm.moref, "")?;
-        let doc = Document::parse(&reply)?;
+        let doc = xml(&reply)?;
         node_moref(returnval(&doc)?)
     }
 
@@ -430,29 +504,34 @@ impl Session {
             match p.text("info.state").as_deref() {
                 Some("success") => return Ok(()),
                 Some("error") => {
-                    // A LocalizedMethodFault: the fault's type on its `fault`, and a message.
-                    let fault = p.with("info.error", |n| {
-                        let kind = n
-                            .children()
-                            .find(|c| c.tag_name().name() == "fault")
-                            .and_then(|f| f.attributes().find(|a| a.name() == "type"))
-                            .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string());
-                        Ok(Fault {
-                            kind: kind.unwrap_or_default(),
-                            message: child_text(n, "localizedMessage")
-                                .unwrap_or_else(|| "no message".into()),
-                        })
-                    })?;
-                    return Err(anyhow::Error::new(fault)
-                        .context(format!("vSphere task {} failed", task.value)));
+                    let fault = p.with("info.error", |n| Ok(self.task_fault(n)))?;
+                    let task = self.shown.borrow().text(&task.value);
+                    return Err(
+                        anyhow::Error::new(fault).context(format!("vSphere task {task} failed"))
+                    );
                 }
                 _ if started.elapsed() > timeout => bail!(
                     "vSphere task {} did not finish within {} s; look at it in the vSphere client",
-                    task.value,
+                    self.shown.borrow().text(&task.value),
                     timeout.as_secs()
                 ),
                 _ => thread::sleep(Duration::from_millis(200)),
             }
+        }
+    }
+
+    /// A LocalizedMethodFault: the fault's type on its `fault`, and a message.
+    fn task_fault(&self, n: Node) -> Fault {
+        let kind = n
+            .children()
+            .find(|c| c.tag_name().name() == "fault")
+            .and_then(|f| f.attributes().find(|a| a.name() == "type"))
+            .map(|a| a.value().rsplit(':').next().unwrap_or_default().to_string());
+        let shown = self.shown.borrow();
+        Fault {
+            kind: shown.text(&kind.unwrap_or_default()),
+            message: shown
+                .text(&child_text(n, "localizedMessage").unwrap_or_else(|| "no message".into())),
         }
     }
 
@@ -477,7 +556,7 @@ impl Session {
         }
         let resp = self.client.send(&Request {
             method: "POST",
-            url: &self.url,
+            url: self.url.as_str(),
             headers,
             body: Body::Text(&envelope),
         })?;
@@ -486,34 +565,46 @@ impl Session {
             .header_values("set-cookie")
             .find(|v| v.starts_with("vmware_soap_session="))
         {
-            *self.cookie.borrow_mut() = c.split(';').next().unwrap_or_default().to_string();
+            let cookie = c.split(';').next().unwrap_or_default().to_string();
+            let value = cookie.trim_start_matches("vmware_soap_session=");
+            self.shown.borrow_mut().add(value.trim_matches('"'));
+            *self.cookie.borrow_mut() = cookie;
         }
         let text = resp.text()?;
         if status == 200 {
             return Ok(text);
         }
-        let doc = Document::parse(&text)
-            .with_context(|| format!("{method} answered HTTP {status} with no SOAP body"))?;
-        let fault = doc
-            .descendants()
-            .find(|n| n.tag_name().name() == "Fault")
-            .with_context(|| format!("{method} answered HTTP {status} with no SOAP fault"))?;
+        Err(self.fault(method, status, &text))
+    }
+
+    /// The SOAP fault of a reply that is not HTTP 200, fit to print.
+    fn fault(&self, method: &str, status: u16, text: &str) -> anyhow::Error {
+        let Ok(doc) = xml(text) else {
+            return anyhow::anyhow!("{method} answered HTTP {status} with no SOAP body");
+        };
+        let Some(fault) = doc.descendants().find(|n| n.tag_name().name() == "Fault") else {
+            return anyhow::anyhow!("{method} answered HTTP {status} with no SOAP fault");
+        };
         let message = fault
             .children()
             .find(|n| n.tag_name().name() == "faultstring")
             .and_then(|n| n.text())
-            .unwrap_or("no message")
-            .to_string();
+            .unwrap_or("no message");
         let kind = fault
             .descendants()
             .find(|n| n.tag_name().name() == "detail")
             .and_then(|d| d.children().find(Node::is_element))
             .map(|n| {
                 let name = n.tag_name().name();
-                name.strip_suffix("Fault").unwrap_or(name).to_string()
+                name.strip_suffix("Fault").unwrap_or(name)
             })
             .unwrap_or_default();
-        Err(Fault { kind, message }.into())
+        let shown = self.shown.borrow();
+        Fault {
+            kind: shown.text(kind),
+            message: shown.text(message),
+        }
+        .into()
     }
 }
 
@@ -523,17 +614,31 @@ struct Props(BTreeMap<String, String>);
 
 impl Props {
     fn text(&self, path: &str) -> Option<String> {
-        let xml = self.0.get(path)?;
-        let doc = Document::parse(xml).ok()?;
+        let doc = xml(self.0.get(path)?).ok()?;
         Some(doc.root_element().text().unwrap_or_default().to_string())
     }
 
     fn with<T: Default>(&self, path: &str, f: impl Fn(Node) -> Result<T>) -> Result<T> {
         match self.0.get(path) {
-            Some(xml) => f(Document::parse(xml)?.root_element()),
+            Some(text) => f(xml(text)?.root_element()),
             None => Ok(T::default()),
         }
     }
+}
+
+/// An `<objects>`'s properties, by path.
+fn object_props(obj: Node) -> Props {
+    let mut props = Props::default();
+    for p in obj
+        .children()
+        .filter(|n| n.has_tag_name((VIM25, "propSet")))
+    {
+        let name = child_text(p, "name").unwrap_or_default();
+        if let Some(val) = p.children().find(|n| n.has_tag_name((VIM25, "val"))) {
+            props.0.insert(name, val_xml(val));
+        }
+    }
+    props
 }
 
 /// A `<val>` re-serialised on its own, with the namespaces it needs declared.
@@ -593,43 +698,46 @@ fn option_values(val: Node) -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
-/// `https://host/sdk` from what govc accepts: `host`, `https://host`, `https://user:pw@host/sdk`.
-/// Returns the URL without credentials, and the user and password it held.
-pub fn parse_url(raw: &str) -> Result<(String, Option<String>, Option<Secret>)> {
-    // What stands before `://` is a scheme only if it is spelled like one (RFC 3986); else the
-    // `://` belongs to the user info, which is never echoed: it may hold the password.
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) if s == "https" || s == "http" => (s, r),
-        Some((s, _)) if is_scheme(s) => bail!("GOVC_URL/--url scheme '{s}' is not https"),
-        _ => ("https", raw),
-    };
-    let (auth, hostpath) = match rest.rsplit_once('@') {
-        Some((a, h)) => (Some(a), h),
-        None => (None, rest),
-    };
-    let host = hostpath.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        bail!("GOVC_URL/--url has no host: give e.g. https://vcenter.example/sdk");
-    }
-    let path = hostpath[host.len()..].trim_end_matches('/');
-    let path = if path.is_empty() { "/sdk" } else { path };
-    let (user, password) = match auth.map(|a| a.split_once(':').unwrap_or((a, ""))) {
-        Some((u, p)) => (
-            Some(crate::util::percent_decode(u)),
-            (!p.is_empty()).then(|| Secret::new(crate::util::percent_decode(p))),
+/// What a vSphere URL looks like, for errors.
+const EXAMPLE_URL: &str = "https://vcenter.example/sdk";
+
+/// `https://host/sdk` from what govc accepts (`host`, `https://host`, `https://user:pw@host/sdk`),
+/// read by [`http_url::parse`], which refuses what parsers read differently. Returns the URL
+/// without user info and without a trailing `/` (`/sdk` where it has no path), and the user
+/// and password it held. `what` names it in errors (`--url`, `GOVC_URL`).
+pub fn parse_url(raw: &str, what: &str) -> Result<(Url, Option<String>, Option<Secret>)> {
+    // govc (`soap.ParseURL`) puts `https://` before a URL that no `\w+://` starts; a `://`
+    // after anything else (`admin:pw://x@vc`, `ftp+x://vc`) would then end the host early.
+    let full = match raw.split_once("://") {
+        Some((s, _)) if http_url::is_scheme(s) => raw.to_string(),
+        Some(_) => bail!(
+            "{what} has '://' after something that is not a scheme: begin it with https:// (or \
+             http://), and write ':' and '/' in a user name or password as %3A and %2F"
         ),
-        None => (None, None),
+        None => format!("https://{raw}"),
     };
-    Ok((format!("{scheme}://{host}{path}"), user, password))
+    let mut url = http_url::parse(&full, what, EXAMPLE_URL)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("{what} has a ?query or #fragment, which the vSphere API takes none of: give e.g. {EXAMPLE_URL}");
+    }
+    let decode = |s: &str| crate::util::percent_decode(s);
+    let user = Some(decode(url.username())).filter(|u| !u.is_empty());
+    let password = url
+        .password()
+        .map(decode)
+        .filter(|p| !p.is_empty())
+        .map(Secret::new);
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(if path.is_empty() { "/sdk" } else { &path });
+    // Neither fails on an http(s) URL with a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url, user, password))
 }
 
-fn folder_url(sdk: &str, ds: &Datastore, path: &str) -> String {
-    let base = sdk.trim_end_matches("/sdk");
+fn folder_url(sdk: &Url, ds: &Datastore, path: &str) -> String {
+    // The URL has no query or fragment (parse_url refuses them): it ends with its path.
+    let base = sdk.as_str().trim_end_matches("/sdk");
     let path: String = path
         .split('/')
         .map(percent_encode)
@@ -684,6 +792,33 @@ fn moref(kind: &str, value: &str) -> MoRef {
         kind: kind.into(),
         value: value.into(),
     }
+}
+
+/// A reply as XML, with at most [`MAX_NODES`] nodes: counted before parsing too, as roxmltree
+/// reserves room for a node per `<` and an attribute per `=`. Its errors are escaped, as they
+/// may quote the reply.
+fn xml(text: &str) -> Result<Document<'_>> {
+    let too_many = || {
+        anyhow::anyhow!(
+            "the vSphere API answered with more than {MAX_NODES} XML nodes; is this a vSphere server?"
+        )
+    };
+    let count = |b: u8| text.bytes().filter(|c| *c == b).count();
+    // An element is two `<` (open and close tags), a node of its own and one of text.
+    if count(b'<') > 2 * MAX_NODES || count(b'=') > MAX_NODES {
+        return Err(too_many());
+    }
+    let opt = roxmltree::ParsingOptions {
+        nodes_limit: MAX_NODES as u32,
+        ..roxmltree::ParsingOptions::default()
+    };
+    Document::parse_with_options(text, opt).map_err(|e| match e {
+        roxmltree::Error::NodesLimitReached => too_many(),
+        e => anyhow::anyhow!(
+            "the vSphere API answered with XML that does not parse: {}",
+            server_text::escape(&e.to_string())
+        ),
+    })
 }
 
 fn returnval<'a>(doc: &'a Document) -> Result<Node<'a, 'a>> {
@@ -750,28 +885,37 @@ mod tests {
 
     #[test]
     fn urls_as_govc_takes_them() {
-        let (url, user, pw) = parse_url("vc.example").unwrap();
+        let parse = |raw| parse_url(raw, "GOVC_URL");
+        let (url, user, pw) = parse("vc.example").unwrap();
         assert_eq!(
             (url.as_str(), user, pw.is_none()),
             ("https://vc.example/sdk", None, true)
         );
         let (url, user, pw) =
-            parse_url("https://admin%40vsphere.local:p%3Ass@vc.example:8443/").unwrap();
-        assert_eq!(url, "https://vc.example:8443/sdk");
+            parse("https://admin%40vsphere.local:p%3Ass@vc.example:8443/").unwrap();
+        assert_eq!(url.as_str(), "https://vc.example:8443/sdk");
         assert_eq!(user.as_deref(), Some("admin@vsphere.local"));
         assert_eq!(pw.unwrap().expose(), "p:ss");
-        assert!(parse_url("ftp://x").is_err());
-        // A password with `://` in it is not a scheme, and no error repeats it.
-        let (url, user, pw) = parse_url("admin:Secret://x@vc").unwrap();
-        assert_eq!(
-            (url.as_str(), user.as_deref()),
-            ("https://vc/sdk", Some("admin"))
-        );
-        assert_eq!(pw.unwrap().expose(), "Secret://x");
-        for bad in ["admin:Secret@", "ftp+x://admin:Secret@"] {
-            let err = format!("{:#}", parse_url(bad).unwrap_err());
+        // An `@` in the path is not user info: the host is the one before it.
+        let (url, user, _) = parse("http://vc.example/sdk@127.0.0.1:18650").unwrap();
+        assert_eq!(url.as_str(), "http://vc.example/sdk@127.0.0.1:18650");
+        assert_eq!(user, None);
+        assert!(parse("ftp://x").is_err());
+        assert!(format!("{:#}", parse("https://vc/sdk?x=1").unwrap_err()).contains("?query"));
+        // `://` after no scheme is refused; a password spells it %3A%2F%2F.
+        for bad in [
+            "admin:Secret://x@vc",
+            "admin:Secret@",
+            "ftp+x://admin:Secret@",
+        ] {
+            let err = format!("{:#}", parse(bad).unwrap_err());
             assert!(!err.contains("Secret"), "{err}");
         }
+        let (_, user, pw) = parse("admin:Secret%3A%2F%2Fx@vc").unwrap();
+        assert_eq!(
+            (user.as_deref(), pw.unwrap().expose()),
+            (Some("admin"), "Secret://x")
+        );
         assert_eq!(
             format!("{:?}", Secret::new("hunter2".into())),
             "Secret(***)"
@@ -785,7 +929,11 @@ mod tests {
             datacenter: "DC/0".into(),
         };
         assert_eq!(
-            folder_url("https://h/sdk", &ds, "vsphere-ipxe-rom/ab/15ad07b0.rom"),
+            folder_url(
+                &Url::parse("https://h/sdk").unwrap(),
+                &ds,
+                "vsphere-ipxe-rom/ab/15ad07b0.rom"
+            ),
             "https://h/folder/vsphere-ipxe-rom/ab/15ad07b0.rom?dcPath=DC%2F0&dsName=data%20store%201"
         );
     }
