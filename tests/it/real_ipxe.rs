@@ -1035,3 +1035,129 @@ fn the_first_build_on_a_clone_leaves_the_tracked_record_alone() {
     names.sort();
     assert_eq!(names, ["15ad07b0.rom", "SHA256SUMS", "manifest.json"]);
 }
+
+/// What `upstream` watches, from the real link maps and dependency files: each ROM names the
+/// sources of what it links and their headers, its own driver and profile, and no EFI code.
+#[test]
+fn each_real_rom_names_the_sources_and_headers_it_links() {
+    let Some(real) = Real::find() else { return };
+    let project = xtask::project::Project {
+        root: real.project.path().to_path_buf(),
+    };
+    let cache = Cache::locate(Some(&real.cache)).unwrap();
+    let how = xtask::ops::How {
+        runtime: xtask::builder::runtime::RuntimeChoice::Native,
+        base_image: None,
+        jobs: xtask::ops::How::default_jobs(),
+    };
+    let sh = xshell::Shell::new().unwrap();
+    let drivers = [
+        ("vmxnet3", "src/drivers/net/vmxnet3.c"),
+        ("e1000", "src/drivers/net/intel.c"),
+        ("e1000e", "src/drivers/net/intel.c"),
+        ("vlance", "src/drivers/net/pcnet32.c"),
+    ];
+    for profile in ["vmware", "vmware-https"] {
+        let nics = xtask::nic::NICS.iter().collect();
+        let req = how.request(&project, &cache, profile, nics, false);
+        let outcome = xtask::ops::build::build(&sh, &req).unwrap();
+        for rom in &outcome.roms {
+            let (label, linked) = (format!("{profile}/{}", rom.nic.name), &rom.linked);
+            assert!(
+                linked.unsourced.is_empty(),
+                "{label}: {:?}",
+                linked.unsourced
+            );
+            let driver = drivers.iter().find(|(n, _)| *n == rom.nic.name).unwrap().1;
+            for file in [
+                driver,
+                "src/core/settings.c",
+                "src/net/tcp/httpcore.c",
+                "src/include/ipxe/tcp.h",
+                "src/config/general.h",
+                "src/arch/x86/prefix/pciromprefix.S",
+            ] {
+                assert!(linked.sources.contains(file), "{label} lacks {file}");
+            }
+            let tls = linked.sources.contains("src/net/tls.c");
+            assert_eq!(tls, profile == "vmware-https", "{label}: tls.c");
+            let efi: Vec<_> = linked
+                .sources
+                .iter()
+                .filter(|f| f.starts_with("src/interface/efi/"))
+                .collect();
+            assert!(efi.is_empty(), "{label} links EFI code: {efi:?}");
+            eprintln!("{label}: {} files", linked.sources.len());
+        }
+    }
+}
+
+/// `upstream` against the real history: set VSPHERE_IPXE_UPSTREAM to a clone of upstream iPXE
+/// (`.ci/run` makes one). Holds whatever the pin: the listing agrees with git, the series'
+/// commits are taken, and the exit status says whether any is untriaged.
+#[test]
+fn upstream_reads_the_real_history_after_the_pin() {
+    let Some(real) = Real::find() else { return };
+    let Some(clone) = std::env::var_os("VSPHERE_IPXE_UPSTREAM") else {
+        skip(
+            "set VSPHERE_IPXE_UPSTREAM to a clone of https://github.com/ipxe/ipxe \
+             (git clone --mirror --filter=blob:none is enough) to run upstream on the real history",
+        );
+        return;
+    };
+    let clone = PathBuf::from(clone);
+    let dir = clone.to_str().unwrap();
+    let out = real.xtask(&[
+        "upstream",
+        "--ipxe-repo",
+        dir,
+        "--runtime",
+        "native",
+        "--json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", stderr(&out)));
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    let pin = Pin::load(&repo().join("configs/ipxe.toml")).unwrap();
+    let range = format!(
+        "{}..{}",
+        pin.commit,
+        json["rev"]["commit"].as_str().unwrap()
+    );
+    let count = git(&["rev-list", "--count", "--no-merges", &range]);
+    assert_eq!(json["after_pin"].to_string(), count);
+    let profiles = xtask::builder::profile::list(&repo().join("configs")).len();
+    assert_eq!(json["roms"].as_array().unwrap().len(), profiles * 4);
+    assert!(json["linked_files"].as_u64().unwrap() > 300, "{json}");
+    let commits = json["commits"].as_array().unwrap();
+    let project = xtask::project::Project::locate(None);
+    let series = xtask::builder::series::load(&project).unwrap();
+    for c in commits {
+        let id = c["commit"].as_str().unwrap();
+        let touched = git(&["show", "--no-renames", "--name-only", "--format=", id]);
+        for f in c["files"].as_array().unwrap() {
+            let path = f["path"].as_str().unwrap();
+            assert!(touched.lines().any(|l| l == path), "{id} touches no {path}");
+        }
+        let in_series = series.iter().any(|e| e.commit.as_deref() == Some(id));
+        assert_eq!(c["decision"] == "taken", in_series, "{id}");
+    }
+    let untriaged = commits.iter().filter(|c| c["decision"] == "untriaged");
+    let untriaged = untriaged.count();
+    assert_eq!(out.status.success(), untriaged == 0, "{}", stderr(&out));
+    eprintln!(
+        "{} commits after {}, {} listed, {untriaged} untriaged",
+        count,
+        pin.version,
+        commits.len()
+    );
+}
