@@ -172,7 +172,7 @@ pub fn triage(
         .collect();
     let declined = upstream::load_record(project, &taken.keys().cloned().collect())?;
     let repo = Repo::open(&sh, &options.repo)?;
-    let rev = after_pin(&repo, &pin, options.rev.as_deref())?;
+    let rev = checked_rev(&repo, &pin, options.rev.as_deref())?;
     let commits = repo.log(&pin.commit, &rev.commit)?;
     let linked = linked_files(&sh, project, cache, how)?;
     let after_pin = commits.len();
@@ -195,7 +195,7 @@ pub fn triage(
 }
 
 /// The revision to compare with, refused unless the clone has the pin and `rev` contains it.
-fn after_pin(repo: &Repo, pin: &Pin, rev: Option<&str>) -> Result<Point> {
+fn checked_rev(repo: &Repo, pin: &Pin, rev: Option<&str>) -> Result<Point> {
     if repo.resolve(&pin.commit)?.is_none() {
         bail!(
             "{} does not have the pinned commit {} ({}): fetch upstream into it \
