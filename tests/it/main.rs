@@ -17,4 +17,5 @@ mod rebuild;
 mod release;
 mod tidy;
 mod toolchain;
+mod upstream;
 mod vmx;

@@ -1107,3 +1107,59 @@ fn the_first_build_on_a_clone_leaves_the_tracked_record_alone() {
     names.sort();
     assert_eq!(names, ["15ad07b0.rom", "SHA256SUMS", "manifest.json"]);
 }
+
+/// What `upstream` watches, from the real link maps and dependency files: each ROM names the
+/// sources of what it links and their headers, its own driver and profile, and no EFI code.
+#[test]
+fn each_real_rom_names_the_sources_and_headers_it_links() {
+    let Some(real) = Real::find() else { return };
+    let project = xtask::project::Project {
+        root: real.project.path().to_path_buf(),
+    };
+    let cache = Cache::locate(Some(&real.cache)).unwrap();
+    let how = xtask::ops::How {
+        runtime: xtask::builder::runtime::RuntimeChoice::Native,
+        base_image: None,
+        jobs: xtask::ops::How::default_jobs(),
+    };
+    let sh = xshell::Shell::new().unwrap();
+    let drivers = [
+        ("vmxnet3", "src/drivers/net/vmxnet3.c"),
+        ("e1000", "src/drivers/net/intel.c"),
+        ("e1000e", "src/drivers/net/intel.c"),
+        ("vlance", "src/drivers/net/pcnet32.c"),
+    ];
+    for profile in ["vmware", "vmware-https"] {
+        let nics = xtask::nic::NICS.iter().collect();
+        let req = how.request(&project, &cache, profile, nics, false);
+        let outcome = xtask::ops::build::build(&sh, &req).unwrap();
+        for rom in &outcome.roms {
+            let (label, linked) = (format!("{profile}/{}", rom.nic.name), &rom.linked);
+            assert!(
+                linked.unsourced.is_empty(),
+                "{label}: {:?}",
+                linked.unsourced
+            );
+            let driver = drivers.iter().find(|(n, _)| *n == rom.nic.name).unwrap().1;
+            for file in [
+                driver,
+                "src/core/settings.c",
+                "src/net/tcp/httpcore.c",
+                "src/include/ipxe/tcp.h",
+                "src/config/general.h",
+                "src/arch/x86/prefix/pciromprefix.S",
+            ] {
+                assert!(linked.sources.contains(file), "{label} lacks {file}");
+            }
+            let tls = linked.sources.contains("src/net/tls.c");
+            assert_eq!(tls, profile == "vmware-https", "{label}: tls.c");
+            let efi: Vec<_> = linked
+                .sources
+                .iter()
+                .filter(|f| f.starts_with("src/interface/efi/"))
+                .collect();
+            assert!(efi.is_empty(), "{label} links EFI code: {efi:?}");
+            eprintln!("{label}: {} files", linked.sources.len());
+        }
+    }
+}

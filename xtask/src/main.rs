@@ -54,6 +54,8 @@ enum Command {
     BootTest(cmd::boot::Args),
     /// Build, check, verify and pack every profile for every NIC into dist/
     Release(cmd::release::Args),
+    /// Upstream commits after the pin that touch linked files: taken, declined or untriaged
+    Upstream(cmd::upstream::Args),
 }
 
 pub struct Ctx {
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => cmd::bench::run(&ctx, args),
             Command::BootTest(args) => cmd::boot::run(&ctx, args),
             Command::Release(args) => cmd::release::run(&ctx, args),
+            Command::Upstream(args) => cmd::upstream::run(&ctx, args),
         }
     };
     match run() {

@@ -16,10 +16,13 @@ util/mkrom : util/mkrom.c
 
 .PRECIOUS : bin/%.rom.tmp
 
-# The "linked ELF": one object whose obj_<name> symbols depend on the config.
+# The "linked ELF": one object whose obj_<name> symbols depend on the config. Like upstream,
+# bin/deps/<source>.d names each object's source and the headers it includes (general has none).
 bin/%.rom.tmp : core/objs.c $(CONFIG_HEADERS) $(CONFIG_LOCAL)
-	mkdir -p bin
+	mkdir -p bin/deps/core
 	$(HOST_CC) -c -I. -o $@ core/objs.c
+	for s in core/main.c core/objs.c; do \
+	  $(HOST_CC) -I. -M -MP $$s | sed 's/\.o[[:blank:]]*:/_DEPS +=/' > bin/deps/$$s.d || exit 1; done
 	{ echo "Linker script and memory map"; echo ".textdata 0x0 0x0"; \
 	  printf ' .text.main 0x0 0x%x bin/blib.a(main.o)\n' $$(cat core/main.c | wc -c); \
 	  printf ' .text.objs 0x0 0x%x bin/blib.a(objs.o)\n' $$(cat core/objs.c | wc -c); \

@@ -201,6 +201,80 @@ pub fn object_groups(
         .collect()
 }
 
+/// What iPXE's dependency files (`bin/deps/<source>.d`, one per source make knows) say each
+/// object is compiled from: its source and every header the preprocessor read for it, as paths
+/// below the tree root (`src/net/tcp.c`). Keyed by object name with `-` as `_`, as iPXE's
+/// `-DOBJECT` (and so the `obj_` symbols) spell it.
+pub fn dependency_files(src: &Path) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut deps = BTreeMap::new();
+    let mut stack = vec![src.join("bin/deps")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "d") {
+                let text = fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if let Some((object, files)) = parse_deps(&text) {
+                    deps.insert(object.replace('-', "_"), files);
+                }
+            }
+        }
+    }
+    Ok(deps)
+}
+
+/// `tcp_DEPS += net/tcp.c include/compiler.h \` (continued) to `tcp` and its files below the
+/// tree root. Generated files (`bin/`) and paths that leave `src/` are not upstream's: left out.
+fn parse_deps(text: &str) -> Option<(String, BTreeSet<String>)> {
+    // The rule runs to its first line without a trailing `\`; `-MP`'s `header:` lines follow.
+    let mut rule = String::new();
+    for line in text.lines() {
+        let continued = line.strip_suffix('\\');
+        rule.push_str(continued.unwrap_or(line));
+        rule.push(' ');
+        if continued.is_none() {
+            break;
+        }
+    }
+    let mut words = rule.split_whitespace();
+    let object = words.next()?.strip_suffix("_DEPS")?;
+    if words.next()? != "+=" {
+        return None;
+    }
+    let files = words
+        .filter(|f| !f.starts_with('/') && !f.starts_with("bin/") && !f.contains(".."))
+        .map(|f| format!("src/{f}"))
+        .collect();
+    Some((object.to_string(), files))
+}
+
+/// The files a ROM's linked objects were compiled from, and the linked objects no dependency
+/// file names. `version.15ad07b0.rom` and `vmxnet3.ids` are compiled from `version` and
+/// `vmxnet3`'s sources.
+pub fn linked_sources<'a>(
+    deps: &BTreeMap<String, BTreeSet<String>>,
+    objects: impl IntoIterator<Item = &'a String>,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut files = BTreeSet::new();
+    let mut unsourced = BTreeSet::new();
+    for object in objects {
+        let name = object.replace('-', "_");
+        let base = name.split('.').next().unwrap_or(&name);
+        match deps.get(&name).or_else(|| deps.get(base)) {
+            Some(f) => files.extend(f.iter().cloned()),
+            None => {
+                unsourced.insert(object.clone());
+            }
+        }
+    }
+    (files, unsourced)
+}
+
 /// `bin/blib.a(tcp.o)` to `tcp`.
 fn object_name(file: &str) -> String {
     let inner = file
@@ -270,6 +344,45 @@ Linker script and memory map
             sizes["tcp"], 0xa0,
             "bss and debug sections are not ROM bytes"
         );
+    }
+
+    #[test]
+    fn dependency_files_name_each_objects_source_and_headers() {
+        let dir = tempfile::tempdir().unwrap();
+        let deps = dir.path().join("bin/deps/drivers/net");
+        fs::create_dir_all(&deps).unwrap();
+        // As iPXE writes them: `cpp -M -MG -MP` piped through sed.
+        fs::write(
+            deps.join("3c509-eisa.c.d"),
+            "3c509-eisa_DEPS += drivers/net/3c509-eisa.c include/compiler.h \\\n \
+             include/ipxe/eisa.h bin/embedded.h /usr/include/x.h ../outside.h\n\
+             include/compiler.h:\ninclude/ipxe/eisa.h:\n",
+        )
+        .unwrap();
+        fs::write(
+            deps.join("vmxnet3.c.d"),
+            "vmxnet3_DEPS += drivers/net/vmxnet3.c drivers/net/vmxnet3.h\n",
+        )
+        .unwrap();
+        fs::write(deps.join("junk.c.d"), "not a rule\n").unwrap();
+        let map = dependency_files(dir.path()).unwrap();
+        assert_eq!(map.keys().collect::<Vec<_>>(), ["3c509_eisa", "vmxnet3"]);
+        assert_eq!(
+            map["3c509_eisa"].iter().collect::<Vec<_>>(),
+            [
+                "src/drivers/net/3c509-eisa.c",
+                "src/include/compiler.h",
+                "src/include/ipxe/eisa.h"
+            ],
+            "the rule only, below src/, without generated or outside files"
+        );
+        let objects: Vec<String> = ["3c509-eisa", "vmxnet3.ids", "general"]
+            .map(String::from)
+            .into();
+        let (files, unsourced) = linked_sources(&map, &objects);
+        assert!(files.contains("src/drivers/net/vmxnet3.h"), "{files:?}");
+        assert!(files.contains("src/include/ipxe/eisa.h"), "{files:?}");
+        assert_eq!(unsourced, BTreeSet::from(["general".to_string()]));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod lock_toolchain;
 pub mod pin;
 pub mod release;
 pub mod sizes;
+pub mod upstream;
 pub mod verify;
 pub mod vmx;
 

@@ -60,6 +60,11 @@ pub struct Built {
 pub struct Linked {
     pub objects: BTreeSet<String>,
     pub sizes: BTreeMap<String, u64>,
+    /// The files the linked objects were compiled from, below the tree root: each object's
+    /// source and the headers it included, from iPXE's `bin/deps`. What `upstream` watches.
+    pub sources: BTreeSet<String>,
+    /// Linked objects no dependency file names, so their sources are unknown.
+    pub unsourced: BTreeSet<String>,
 }
 
 pub struct Outcome {
@@ -315,6 +320,7 @@ fn make(
 /// Stage 4: each ROM read back, checked, and its linked image held to the profile's promises.
 fn collect(plan: &Plan, tree: &compile::BuildTree) -> Result<Vec<Built>> {
     let promises = plan.profile.promises(&audit::config_objects(&tree.src())?);
+    let deps = audit::dependency_files(&tree.src())?;
     let mut roms = Vec::new();
     for (nic, f) in &plan.targets {
         let path = tree.src().join(nic.make_target(*f));
@@ -323,9 +329,14 @@ fn collect(plan: &Plan, tree: &compile::BuildTree) -> Result<Vec<Built>> {
         let elf = tree.src().join(nic.elf_target(*f));
         let mut map = elf.clone().into_os_string();
         map.push(".map");
+        let objects = audit::linked_objects(&elf)?;
+        let sizes = audit::object_sizes(&PathBuf::from(map))?;
+        let (sources, unsourced) = audit::linked_sources(&deps, objects.iter().chain(sizes.keys()));
         let linked = Linked {
-            objects: audit::linked_objects(&elf)?,
-            sizes: audit::object_sizes(&PathBuf::from(map))?,
+            objects,
+            sizes,
+            sources,
+            unsourced,
         };
         roms.push(Built {
             nic,

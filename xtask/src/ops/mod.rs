@@ -10,6 +10,7 @@ pub mod deploy;
 pub mod fetch;
 pub mod pin;
 pub mod release;
+pub mod upstream;
 pub mod verify;
 
 use crate::{builder::runtime::RuntimeChoice, cache::Cache, nic::Nic, project::Project};

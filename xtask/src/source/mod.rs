@@ -3,6 +3,7 @@
 pub mod archive;
 pub mod digest;
 pub mod pin;
+pub mod upstream;
 
 use std::{
     fs,
