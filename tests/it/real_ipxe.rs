@@ -121,7 +121,10 @@ fn native_and_docker_builds_of_every_nic_are_byte_identical() {
     let manifest = check_all(&native);
     assert_eq!(manifest.roms.len(), 3);
     let pin = Pin::load(&repo().join("configs/ipxe.toml")).unwrap();
-    assert_eq!(manifest.source.commit, pin.commit, "the manifest names the pin");
+    assert_eq!(
+        manifest.source.commit, pin.commit,
+        "the manifest names the pin"
+    );
 
     let Some(base) = base_image() else { return };
     let docker = real.out("docker");

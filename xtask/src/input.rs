@@ -1,7 +1,8 @@
 //! Every file the tool takes from a user, read one way: a regular file only (a FIFO would block,
 //! `/dev/zero` would never end), and no larger than the cap its kind states, checked before a
-//! byte is read. Profiles, the pin and locks, patches, archives, keys, ROMs, manifests and sums
-//! all come through here.
+//! byte is read. Profiles, the pin and locks, patches, archives, keys, ROMs, manifests, sums and
+//! `deploy`'s CA file all come through here; [`read_capped`] is the same cap for a stream
+//! (`--password-stdin`).
 
 use std::{
     fs,
@@ -77,6 +78,12 @@ pub const DOCKERFILE: Kind = Kind {
     cap: MIB,
     why: "",
 };
+/// `deploy --ca-file` or `GOVC_TLS_CA_CERTS`: a bundle of every public root is about 200 KiB.
+pub const CA_FILE: Kind = Kind {
+    what: "a CA file",
+    cap: MIB,
+    why: "",
+};
 /// The largest locked .deb, the boot fixtures' Linux kernel, is 26 MB.
 pub const DEB: Kind = Kind {
     what: "a .deb",
@@ -120,6 +127,14 @@ pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>> {
         );
     }
     Ok(bytes)
+}
+
+/// At most `cap` bytes from a stream, read no further than one byte past it; None where it
+/// holds more.
+pub fn read_capped(r: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    r.take(cap + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }
 
 /// [`read`], as UTF-8 text.
@@ -213,5 +228,11 @@ mod tests {
         assert!(text.contains("is not UTF-8 text"), "{text}");
         assert_eq!(size(16 << 20), "16 MiB");
         assert_eq!(size(64 << 10), "64 KiB");
+    }
+
+    #[test]
+    fn a_stream_is_read_up_to_its_cap() {
+        assert_eq!(read_capped(&b"abcd"[..], 4).unwrap().unwrap(), b"abcd");
+        assert!(read_capped(std::io::repeat(0), 4096).unwrap().is_none());
     }
 }

@@ -2,9 +2,9 @@
 //! a loopback HTTP server, the builder's base image, and a runner for the real binary.
 
 pub mod ansible;
-pub mod hostile_net;
 pub mod bounded;
 pub mod fake_vsphere;
+pub mod hostile_net;
 pub mod pki;
 pub mod terraform;
 pub mod tls_forge;
