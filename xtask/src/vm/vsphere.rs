@@ -13,10 +13,7 @@ use url::Url;
 use crate::{
     http::{self, Body, Request},
     input,
-    vm::{
-        http_url,
-        server_text::{self, Shown},
-    },
+    vm::{http_url, server_text::Shown},
 };
 
 const VIM25: &str = "urn:vim25";
@@ -181,7 +178,7 @@ impl Session {
             Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
                 "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
                 endpoint.url,
-                server_text::escape(&creds.username)
+                crate::util::escape_for_terminal(&creds.username)
             ),
             Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
         }
@@ -815,7 +812,7 @@ fn xml(text: &str) -> Result<Document<'_>> {
         roxmltree::Error::NodesLimitReached => too_many(),
         e => anyhow::anyhow!(
             "the vSphere API answered with XML that does not parse: {}",
-            server_text::escape(&e.to_string())
+            crate::util::escape_for_terminal(&e.to_string())
         ),
     })
 }
