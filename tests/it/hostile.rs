@@ -1820,7 +1820,7 @@ fn a_ca_file_that_is_not_a_small_regular_file_is_refused() {
         (Some(fifo), None, "is not a regular file"),
         (Some("/dev/zero"), None, "is not a regular file"),
         (None, Some("/dev/zero"), "is not a regular file"),
-        (Some(big), None, "over the 1 MiB cap"),
+        (Some(big), None, "a CA file is at most 1 MiB"),
     ];
     for (flag, env, want) in cases {
         let mut cmd = match flag {

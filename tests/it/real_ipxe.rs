@@ -601,7 +601,23 @@ fn boot_from_guestinfo(
 ) -> (String, bool) {
     let keys = keep.with_extension("json");
     fs::write(&keys, vmx_json(real, nic, rom, chain, &[])).unwrap();
-    let run = real.xtask(&[
+    let run = boot_test_guestinfo(real, rom, &keys, HTTPS_REPORT_PORT, 60, keep);
+    let text = stdout(&run);
+    eprintln!("{text}");
+    (text, run.status.success())
+}
+
+/// `boot-test` of `rom` from guestinfo with the keys in `keys`, listening on `port` for the
+/// script's report for at most `timeout` seconds, the boot's files kept in `keep`.
+fn boot_test_guestinfo(
+    real: &Real,
+    rom: &std::path::Path,
+    keys: &std::path::Path,
+    port: u16,
+    timeout: u32,
+    keep: &std::path::Path,
+) -> std::process::Output {
+    real.xtask(&[
         "boot-test",
         "--rom",
         rom.to_str().unwrap(),
@@ -610,15 +626,12 @@ fn boot_from_guestinfo(
         "--keys",
         keys.to_str().unwrap(),
         "--port",
-        &HTTPS_REPORT_PORT.to_string(),
+        &port.to_string(),
         "--timeout",
-        "60",
+        &timeout.to_string(),
         "--keep",
         keep.to_str().unwrap(),
-    ]);
-    let text = stdout(&run);
-    eprintln!("{text}");
-    (text, run.status.success())
+    ])
 }
 
 /// The vmware-https ROMs for `nics`, built natively to trust two throwaway roots made in `dir`:

@@ -223,7 +223,7 @@ fn curl_error(stderr: &[u8]) -> String {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("curl failed without a message")
         .trim();
-    crate::vm::server_text::escape(line)
+    crate::util::escape_for_terminal(line)
 }
 
 fn no_curl(e: xshell::Error) -> anyhow::Error {

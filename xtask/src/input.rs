@@ -1,7 +1,8 @@
 //! Every file the tool takes from a user, read one way: a regular file only (a FIFO would block,
 //! `/dev/zero` would never end), and no larger than the cap its kind states, checked before a
-//! byte is read. Profiles, the pin and locks, patches, archives, keys, ROMs, manifests and sums
-//! all come through here.
+//! byte is read. Profiles, the pin and locks, patches, archives, keys, ROMs, manifests, sums and
+//! `deploy`'s CA file all come through here; [`read_capped`] is the same cap for a stream
+//! (`--password-stdin`).
 
 use std::{
     fs,
@@ -24,21 +25,20 @@ pub struct Kind {
     pub why: &'static str,
 }
 
+impl Kind {
+    /// A kind whose cap needs no reason beyond the file's usual size.
+    const fn new(what: &'static str, cap: u64) -> Kind {
+        Kind { what, cap, why: "" }
+    }
+}
+
 const MIB: u64 = 1 << 20;
 
 /// Profiles, the pin, the locks, the series and the budget: the largest, the toolchain lock,
 /// is 18 KB.
-pub const TOML: Kind = Kind {
-    what: "a TOML file",
-    cap: MIB,
-    why: "",
-};
+pub const TOML: Kind = Kind::new("a TOML file", MIB);
 /// A fix is a few KB of diff; 8 MiB leaves room for any commit the series would carry.
-pub const PATCH: Kind = Kind {
-    what: "a patch",
-    cap: 8 * MIB,
-    why: "",
-};
+pub const PATCH: Kind = Kind::new("a patch", 8 * MIB);
 /// An iPXE tarball is about 5 MB gzipped and 25 MB as plain tar.
 pub const ARCHIVE: Kind = Kind {
     what: "a source archive",
@@ -52,37 +52,19 @@ pub const EMBED: Kind = Kind {
     why: ", far more than a ROM of 64 to 256 KiB holds",
 };
 /// Guestinfo keys as `vmx --format json` prints them: a few KB.
-pub const KEYS: Kind = Kind {
-    what: "a keys file",
-    cap: MIB,
-    why: "",
-};
+pub const KEYS: Kind = Kind::new("a keys file", MIB);
 pub const ROM: Kind = Kind {
     what: "an option ROM",
     cap: 16 * MIB,
     why: ", the most a PCI expansion ROM BAR maps",
 };
-pub const MANIFEST: Kind = Kind {
-    what: "a manifest",
-    cap: MIB,
-    why: "",
-};
-pub const SUMS: Kind = Kind {
-    what: "a SHA256SUMS file",
-    cap: MIB,
-    why: "",
-};
-pub const DOCKERFILE: Kind = Kind {
-    what: "a Dockerfile",
-    cap: MIB,
-    why: "",
-};
+pub const MANIFEST: Kind = Kind::new("a manifest", MIB);
+pub const SUMS: Kind = Kind::new("a SHA256SUMS file", MIB);
+pub const DOCKERFILE: Kind = Kind::new("a Dockerfile", MIB);
+/// `deploy --ca-file` or `GOVC_TLS_CA_CERTS`: a bundle of every public root is about 200 KiB.
+pub const CA_FILE: Kind = Kind::new("a CA file", MIB);
 /// The largest locked .deb, the boot fixtures' Linux kernel, is 26 MB.
-pub const DEB: Kind = Kind {
-    what: "a .deb",
-    cap: 128 * MIB,
-    why: "",
-};
+pub const DEB: Kind = Kind::new("a .deb", 128 * MIB);
 
 /// Opens `path` (links followed) for reading, once it is known to be a regular file of at most
 /// `kind.cap` bytes; returns it with its length.
@@ -120,6 +102,14 @@ pub fn read(path: &Path, kind: Kind) -> Result<Vec<u8>> {
         );
     }
     Ok(bytes)
+}
+
+/// At most `cap` bytes from a stream, read no further than one byte past it; None where it
+/// holds more.
+pub fn read_capped(r: impl Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    r.take(cap + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }
 
 /// [`read`], as UTF-8 text.
@@ -186,11 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let small = dir.path().join("small");
         fs::write(&small, "12345").unwrap();
-        let five = Kind {
-            what: "a test file",
-            cap: 5,
-            why: "",
-        };
+        let five = Kind::new("a test file", 5);
         assert_eq!(read(&small, five).unwrap(), b"12345");
         let four = Kind { cap: 4, ..five };
         assert!(err(&small, four).ends_with("is 5 bytes; a test file is at most 4 bytes"));
@@ -213,5 +199,11 @@ mod tests {
         assert!(text.contains("is not UTF-8 text"), "{text}");
         assert_eq!(size(16 << 20), "16 MiB");
         assert_eq!(size(64 << 10), "64 KiB");
+    }
+
+    #[test]
+    fn a_stream_is_read_up_to_its_cap() {
+        assert_eq!(read_capped(&b"abcd"[..], 4).unwrap().unwrap(), b"abcd");
+        assert!(read_capped(std::io::repeat(0), 4096).unwrap().is_none());
     }
 }

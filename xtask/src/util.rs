@@ -75,48 +75,43 @@ pub fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
-/// Text from untrusted input (archive entry names, file names, values from files) as a
-/// terminal shows it harmlessly: C0 and C1 controls, DEL, line and paragraph separators, bidi
-/// controls and invisible format characters become `\u{..}`; all else is as given. An OSC
-/// title, a screen clear or a right-to-left override is then shown, not obeyed.
+/// The one escaping function for untrusted text on its way to a terminal (archive entry names,
+/// file names, values from files, what a server sent): `\n`, `\r`, `\t` and `\\` as Rust
+/// writes them, and every character a terminal acts on or a reader cannot see as `\u{..}`.
+/// Nothing else changes, and no two texts escape alike. An OSC title, a screen clear, a forged
+/// line or a right-to-left override is then shown, not obeyed.
 pub fn escape_for_terminal(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        if hidden_on_terminal(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if hidden_on_terminal(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
         }
     }
     out
 }
 
-/// Controls, and the format characters (Unicode's Cf, which terminals draw as nothing or obey,
-/// like U+202E) and separators (Zl, Zp), as of Unicode 15.
+/// What no value may hold ([`crate::vm::quote::FORBIDDEN`]: C0 and C1 controls, DEL, line and
+/// paragraph separators, bidi controls, invisible format characters, variation selectors, tags,
+/// blank fillers), and the rest of Unicode's Cf, which a value may hold as part of the script
+/// that draws it: the prepended number signs (Arabic, Syriac, Kaithi) and the Egyptian
+/// hieroglyph format controls. Alone on a terminal they draw nothing.
 fn hidden_on_terminal(c: char) -> bool {
-    c.is_control()
+    crate::vm::quote::forbidden(c).is_some()
         || matches!(
-            c as u32,
-            0xad | 0x600..=0x605
-                | 0x61c
-                | 0x6dd
-                | 0x70f
-                | 0x890..=0x891
-                | 0x8e2
-                | 0x180e
-                | 0x200b..=0x200f
-                | 0x2028..=0x202e
-                | 0x2060..=0x2064
-                | 0x2066..=0x206f
-                | 0xfeff
-                | 0xfff9..=0xfffb
-                | 0x110bd
-                | 0x110cd
-                | 0x13430..=0x1343f
-                | 0x1bca0..=0x1bca3
-                | 0x1d173..=0x1d17a
-                | 0xe0001
-                | 0xe0020..=0xe007f
+            c,
+            '\u{600}'..='\u{605}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8e2}'
+                | '\u{110bd}'
+                | '\u{110cd}'
+                | '\u{13430}'..='\u{1343f}'
         )
 }
 
@@ -161,6 +156,7 @@ pub fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[derive(serde::Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
@@ -185,7 +181,7 @@ mod tests {
         let nasty = "a\u{1b}]0;t\u{7}\u{9b}\u{7f}\u{202e}\u{61c}\u{200b}\u{2060}\u{ad}\u{fff9}\u{e0041}\nz é😀";
         assert_eq!(
             escape_for_terminal(nasty),
-            "a\\u{1b}]0;t\\u{7}\\u{9b}\\u{7f}\\u{202e}\\u{61c}\\u{200b}\\u{2060}\\u{ad}\\u{fff9}\\u{e0041}\\u{a}z é😀"
+            "a\\u{1b}]0;t\\u{7}\\u{9b}\\u{7f}\\u{202e}\\u{61c}\\u{200b}\\u{2060}\\u{ad}\\u{fff9}\\u{e0041}\\nz é😀"
         );
         let long = "x".repeat(4000);
         let cut = shown(&long);
@@ -193,6 +189,62 @@ mod tests {
             cut.len() < 200 && cut.ends_with("… (4000 bytes in all)"),
             "{cut}"
         );
+    }
+
+    /// The inverse of [`escape_for_terminal`], to show that it loses nothing.
+    fn unescape(s: &str) -> String {
+        let mut out = String::new();
+        let mut it = s.chars();
+        while let Some(c) = it.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match it.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('\\') => out.push('\\'),
+                Some('u') => {
+                    let hex: String = it.by_ref().skip(1).take_while(|c| *c != '}').collect();
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap());
+                }
+                other => panic!("stray escape {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn forged_lines_and_terminal_controls_are_escaped() {
+        assert_eq!(
+            escape_for_terminal("efi\nset       firmware = bios"),
+            "efi\\nset       firmware = bios"
+        );
+        assert_eq!(
+            escape_for_terminal("a\u{9b}2J\u{1b}[0m"),
+            "a\\u{9b}2J\\u{1b}[0m"
+        );
+        assert_eq!(escape_for_terminal("\u{202e}exe.txt"), "\\u{202e}exe.txt");
+        assert_eq!(
+            escape_for_terminal("x\u{200b}\u{feff}\u{2028}\u{7f}"),
+            "x\\u{200b}\\u{feff}\\u{2028}\\u{7f}"
+        );
+        assert_eq!(escape_for_terminal("C:\\u{41}"), "C:\\\\u{41}");
+        assert_eq!(
+            escape_for_terminal("poweredOn · vm-42 é"),
+            "poweredOn · vm-42 é"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_text_is_one_line_of_visible_characters(s in any::<String>()) {
+            let e = escape_for_terminal(&s);
+            prop_assert!(!e.chars().any(hidden_on_terminal));
+            prop_assert!(!e.contains(['\n', '\r']));
+            prop_assert_eq!(unescape(&e), s);
+        }
     }
 
     #[test]

@@ -338,115 +338,79 @@ fn files_the_tool_takes_are_regular_and_capped() {
     )
     .unwrap();
     sparse(&p.path("big.ipxe"), 1 << 30);
-    let zero = Path::new("/dev/zero");
-    let keys = |f: &Path| {
-        let mut args = vec![
-            "boot-test",
-            "--rom",
-            rom.to_str().unwrap(),
-            "--path",
-            "dhcp",
-        ];
-        args.extend(["--keys", f.to_str().unwrap()]);
-        args.into_iter().map(String::from).collect::<Vec<_>>()
-    };
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let f = |p: &Path| p.to_str().unwrap().to_string();
-    let cases: Vec<(&str, Vec<String>, &str)> = vec![
+    // Each file flag given a FIFO, /dev/zero and 1 GiB: (command, flag, huge file, cap's words).
+    let boot_test = [
+        "boot-test",
+        "--rom",
+        rom.to_str().unwrap(),
+        "--path",
+        "dhcp",
+    ];
+    let flags: [(&[&str], &str, &str, &str); 4] = [
         (
-            "boot-test --keys FIFO",
-            keys(&fifo),
-            "is not a regular file",
-        ),
-        (
-            "boot-test --keys /dev/zero",
-            keys(zero),
-            "is not a regular file",
-        ),
-        (
-            "boot-test --keys 1 GiB",
-            keys(&huge("keys.json")),
+            &boot_test,
+            "--keys",
+            "keys.json",
             "a keys file is at most 1 MiB",
         ),
+        (&["fetch"], "--patch", "x.patch", "a patch is at most 8 MiB"),
         (
-            "fetch --patch FIFO",
-            s(&["fetch", "--patch", &f(&fifo)]),
-            "is not a regular file",
-        ),
-        (
-            "fetch --patch /dev/zero",
-            s(&["fetch", "--patch", "/dev/zero"]),
-            "is not a regular file",
-        ),
-        (
-            "fetch --patch 1 GiB",
-            s(&["fetch", "--patch", &f(&huge("x.patch"))]),
-            "a patch is at most 8 MiB",
-        ),
-        (
-            "fetch --archive FIFO",
-            s(&["fetch", "--archive", &f(&fifo)]),
-            "is not a regular file",
-        ),
-        (
-            "fetch --archive /dev/zero",
-            s(&["fetch", "--archive", "/dev/zero"]),
-            "is not a regular file",
-        ),
-        (
-            "fetch --archive 1 GiB",
-            s(&["fetch", "--archive", &f(&huge("x.tar"))]),
+            &["fetch"],
+            "--archive",
+            "x.tar",
             "a source archive is at most 256 MiB",
         ),
         (
-            "verify --against FIFO",
-            s(&["verify", "--runtime", "native", "--against", &f(&fifo)]),
-            "is not a regular file",
-        ),
-        (
-            "verify --against 1 GiB",
-            s(&[
-                "verify",
-                "--runtime",
-                "native",
-                "--against",
-                &f(&huge("SHA256SUMS")),
-            ]),
+            &["verify", "--runtime", "native"],
+            "--against",
+            "SHA256SUMS",
             "a SHA256SUMS file is at most 1 MiB",
         ),
+    ];
+    let mut cases: Vec<(String, Vec<String>, &str)> = Vec::new();
+    for (command, flag, name, cap) in flags {
+        let not_regular = "is not a regular file";
+        for (which, file, want) in [
+            ("FIFO", f(&fifo), not_regular),
+            ("/dev/zero", "/dev/zero".to_string(), not_regular),
+            ("1 GiB", f(&huge(name)), cap),
+        ] {
+            let mut args = s(command);
+            args.extend([flag.to_string(), file]);
+            cases.push((format!("{} {flag} {which}", command[0]), args, want));
+        }
+    }
+    let build = s(&[
+        "build-rom",
+        "--nic",
+        "vmxnet3",
+        "--runtime",
+        "native",
+        "--profile",
+    ]);
+    for (label, profile, want) in [
         (
-            "build-rom --profile 1 GiB",
-            s(&[
-                "build-rom",
-                "--nic",
-                "vmxnet3",
-                "--runtime",
-                "native",
-                "--profile",
-                &f(&huge("huge.toml")),
-            ]),
+            "--profile",
+            f(&huge("huge.toml")),
             "a TOML file is at most 1 MiB",
         ),
         (
-            "build-rom embed 1 GiB",
-            s(&[
-                "build-rom",
-                "--nic",
-                "vmxnet3",
-                "--runtime",
-                "native",
-                "--profile",
-                "bigembed",
-            ]),
+            "embed",
+            "bigembed".to_string(),
             "a file a profile compiles in is at most 1 MiB",
         ),
-    ];
+    ] {
+        let args = [build.clone(), vec![profile]].concat();
+        cases.push((format!("build-rom {label} 1 GiB"), args, want));
+    }
     let mut watched = scene.watched();
     watched.push(p.path("configs"));
     let before = snapshot(&watched);
     for (label, args, want) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        fails_with(&bounded(label, tool(p, &args)), want);
+        fails_with(&bounded(&label, tool(p, &args)), want);
     }
     let vmx = bare(&[
         &"vmx",

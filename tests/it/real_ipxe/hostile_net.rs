@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{boot_rows, have, vmx_json, Real};
+use super::{boot_rows, boot_test_guestinfo, have, vmx_json, Real};
 use crate::support::{hostile_net::*, *};
 use xtask::boot::qemu;
 
@@ -187,21 +187,7 @@ fn lengths_near_2_to_the_32_are_refused_and_the_rom_chains_the_good_script() {
     let json = vmx_json(&real, "vmxnet3", &rom, &good, &["--scriptlet", &scriptlet]);
     fs::write(&keys, json).unwrap();
     let kept = real.out("hostile-http");
-    let run = real.xtask(&[
-        "boot-test",
-        "--rom",
-        rom.to_str().unwrap(),
-        "--path",
-        "guestinfo",
-        "--keys",
-        keys.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--timeout",
-        "90",
-        "--keep",
-        kept.to_str().unwrap(),
-    ]);
+    let run = boot_test_guestinfo(&real, &rom, &keys, port, 90, &kept);
     let visits = server.finish();
     let text = stdout(&run);
     let screen = fs::read_to_string(kept.join("boot-0-guestinfo/screen.txt")).unwrap_or_default();

@@ -2,7 +2,6 @@
 //! and put on a VM through the vSphere API.
 
 pub mod deployment;
-pub mod files;
 pub mod fleet;
 pub mod http_url;
 pub mod network;

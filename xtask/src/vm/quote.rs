@@ -10,7 +10,8 @@ use crate::vm::network::{say, Arg, CHARACTER};
 /// What no value may hold, as (first, last, kind): a VMware key holds one line of text, a bidi
 /// control makes printed code read differently from what runs, and an invisible character
 /// makes two different values look alike. `fleet` writes these ranges into the playbook's and
-/// Terraform's checks of the values that come from the inventory.
+/// Terraform's checks of the values that come from the inventory. The one terminal escape
+/// ([`crate::util::escape_for_terminal`]) escapes these and the few Cf characters of scripts.
 pub const FORBIDDEN: &[(char, char, &str)] = &[
     ('\u{0}', '\u{1f}', "a control character"),
     ('\u{7f}', '\u{9f}', "a control character"),

@@ -12,10 +12,8 @@ use url::Url;
 
 use crate::{
     http::{self, Body, Request},
-    vm::{
-        files, http_url,
-        server_text::{self, Shown},
-    },
+    input,
+    vm::{http_url, server_text::Shown},
 };
 
 const VIM25: &str = "urn:vim25";
@@ -27,8 +25,6 @@ const MAX_PAGES: usize = 500;
 /// The most text one property retrieval keeps over all its pages (each is at most
 /// [`http::MAX_REPLY`]), so that pages of 16 MiB cannot add up to gigabytes.
 const MAX_RETRIEVED: usize = 64 << 20;
-/// The most a CA file may hold: a bundle of every public root is about 200 KiB.
-const MAX_CA_FILE: u64 = 1 << 20;
 /// The longest password `--password-stdin` takes.
 const MAX_PASSWORD: u64 = 4 << 10;
 /// The most XML nodes one reply may have. roxmltree keeps about 80 bytes a node and reserves
@@ -48,7 +44,7 @@ impl Secret {
     /// A password from a stream (`--password-stdin`), without its line end, refused over 4 KiB
     /// before it is all read: a stream of 200 MiB took 1.2 GB of memory on its way to Login.
     pub fn read(r: impl std::io::Read) -> Result<Secret> {
-        let Some(bytes) = files::read_capped(r, MAX_PASSWORD)
+        let Some(bytes) = input::read_capped(r, MAX_PASSWORD)
             .context("cannot read the password from standard input")?
         else {
             bail!(
@@ -182,7 +178,7 @@ impl Session {
             Err(e) if fault_kind(&e) == Some("InvalidLogin") => bail!(
                 "vSphere at {} refused the login of user '{}': check GOVC_USERNAME and GOVC_PASSWORD",
                 endpoint.url,
-                server_text::escape(&creds.username)
+                crate::util::escape_for_terminal(&creds.username)
             ),
             Err(e) => Err(e.context(format!("cannot log in to {}", endpoint.url))),
         }
@@ -191,7 +187,7 @@ impl Session {
     /// Reads the service content: where the managers are.
     fn connect(endpoint: &Endpoint) -> Result<Session> {
         if let Some(path) = &endpoint.ca_file {
-            let pem = files::read_regular_file(path, MAX_CA_FILE, "the CA file")?;
+            let pem = input::read(path, input::CA_FILE)?;
             if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
                 bail!("the CA file {} holds no PEM certificate", path.display());
             }
@@ -816,7 +812,7 @@ fn xml(text: &str) -> Result<Document<'_>> {
         roxmltree::Error::NodesLimitReached => too_many(),
         e => anyhow::anyhow!(
             "the vSphere API answered with XML that does not parse: {}",
-            server_text::escape(&e.to_string())
+            crate::util::escape_for_terminal(&e.to_string())
         ),
     })
 }
