@@ -601,6 +601,10 @@ fn boot_from_guestinfo(
 ) -> (String, bool) {
     let keys = keep.with_extension("json");
     fs::write(&keys, vmx_json(real, nic, rom, chain, &[])).unwrap();
+    // Every caller's script reports to the one fixed port, and the HTTPS tests run in parallel:
+    // one boot at a time holds it.
+    static REPORT_PORT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _port = REPORT_PORT.lock().unwrap_or_else(|e| e.into_inner());
     let run = boot_test_guestinfo(real, rom, &keys, HTTPS_REPORT_PORT, 60, keep);
     let text = stdout(&run);
     eprintln!("{text}");
