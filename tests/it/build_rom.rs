@@ -668,11 +668,12 @@ fn building_one_nic_keeps_the_others_built_from_the_same_inputs() {
     // Other inputs: the others go, and the output says so.
     let profile = project.path("configs/vmware.toml");
     let text = fs::read_to_string(&profile).unwrap();
-    fs::write(
-        &profile,
-        format!("{text}\n[headers.console]\ndefine = [\"CONSOLE_SERIAL\"]\n"),
-    )
-    .unwrap();
+    let serial = "[headers.console]\ndefine = [\"CONSOLE_SERIAL\"]\n";
+    let changed = match text.contains("[headers.console]\n") {
+        true => text.replacen("[headers.console]\n", serial, 1),
+        false => format!("{text}\n{serial}"),
+    };
+    fs::write(&profile, changed).unwrap();
     let one = build("vmxnet3");
     ok(&one);
     assert!(
