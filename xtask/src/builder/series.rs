@@ -65,7 +65,7 @@ pub fn load(project: &Project) -> Result<Vec<Entry>> {
         let n = i + 1;
         match (&e.commit, &e.url, &e.digest, &e.file) {
             (Some(c), Some(_), Some(d), None) => {
-                if c.len() != 40 || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+                if !crate::source::pin::is_full_commit_id(c) {
                     bail!(
                         "{}: patch {n}: commit must be a full 40-digit id",
                         path.display()

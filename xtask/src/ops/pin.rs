@@ -85,7 +85,7 @@ fn import(cache: &Cache, archive: &Path, args: &PinOptions) -> Result<(PathBuf, 
             bail!("{} is commit {found}, not {flag}", archive.display())
         }
         (_, Some(found)) => found,
-        (Some(flag), None) if flag.len() == 40 => flag.clone(),
+        (Some(flag), None) if source::pin::is_full_commit_id(flag) => flag.clone(),
         _ => bail!(
             "{} does not say which commit it holds (git archive records it; GitHub's archives \
              too): pass the full 40-digit --commit",

@@ -325,7 +325,7 @@ fn metadata<R: Read>(
             described.commit = String::from_utf8_lossy(&data)
                 .lines()
                 .find_map(|l| l.split_once(" comment=").map(|(_, c)| c.trim().to_string()))
-                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+                .filter(|c| crate::source::pin::is_full_commit_id(c));
         }
     }
     Ok(true)

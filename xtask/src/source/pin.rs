@@ -32,7 +32,7 @@ impl Pin {
     /// Why the pin cannot be taken, if so: its commit is 40 hex digits and its version a
     /// release name (see [`is_release_name`]).
     pub fn check(&self) -> Result<(), String> {
-        if !is_commit_id(&self.commit) || self.commit.len() != 40 {
+        if !is_full_commit_id(&self.commit) {
             return Err(format!(
                 "commit must be 40 hex digits, got '{}'",
                 util::shown(&self.commit)
@@ -101,6 +101,11 @@ pub fn is_release_name(v: &str) -> bool {
 /// A commit id, whole or abbreviated: hex digits only.
 pub fn is_commit_id(c: &str) -> bool {
     !c.is_empty() && c.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A whole commit id: 40 hex digits, as the pin, the series and the upstream record name one.
+pub fn is_full_commit_id(c: &str) -> bool {
+    c.len() == 40 && is_commit_id(c)
 }
 
 /// `2026-03-06T15:48:55Z` from seconds since the epoch (proleptic Gregorian, UTC).

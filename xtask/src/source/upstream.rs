@@ -186,7 +186,7 @@ fn check_record(file: RecordFile, taken: &BTreeSet<String>) -> Result<BTreeMap<S
     for (i, e) in file.triage.into_iter().enumerate() {
         let n = i + 1;
         let id = e.commit.to_ascii_lowercase();
-        if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !crate::source::pin::is_full_commit_id(&id) {
             bail!(
                 "entry {n}: commit must be a full 40-digit id, not '{}'",
                 e.commit
